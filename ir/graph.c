@@ -1,0 +1,380 @@
+/* graph.c — the op table and the graph builder: values, nodes, attributes. */
+#include "ir.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const kiln_op_info op_table[] = {
+#define KILN_OP(E, NAME, IN_MIN, IN_MAX, OUT_MIN, OUT_MAX, FLAGS, SHAPE, ATTRS) \
+	[KILN_OP_##E] = {NAME, IN_MIN, IN_MAX, OUT_MIN, OUT_MAX, FLAGS, ATTRS},
+#include "ops.def"
+#undef KILN_OP
+};
+_Static_assert(sizeof op_table / sizeof *op_table == KILN_OP_COUNT, "op table must cover kiln_op");
+
+const kiln_op_info *kiln_op_get(kiln_op op)
+{
+	return (unsigned)op < KILN_OP_COUNT ? &op_table[op] : NULL;
+}
+
+const char *kiln_op_name(kiln_op op)
+{
+	return (unsigned)op < KILN_OP_COUNT ? op_table[op].name : "?";
+}
+
+bool kiln_op_lookup(const char *name, kiln_op *out)
+{
+	for (int i = 0; i < KILN_OP_COUNT; i++) {
+		if (strcmp(op_table[i].name, name) == 0) {
+			*out = (kiln_op)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+kiln_graph *kiln_graph_create(const char *name, const kiln_allocator *a)
+{
+	kiln_arena *arena = kiln_arena_create(a);
+	if (!arena)
+		return NULL;
+	kiln_graph *g = kiln_arena_alloc(arena, sizeof *g);
+	if (!g || !(g->name = kiln_arena_strdup(arena, name ? name : "graph"))) {
+		kiln_arena_destroy(arena);
+		return NULL;
+	}
+	g->arena = arena;
+	return g;
+}
+
+void kiln_graph_destroy(kiln_graph *g)
+{
+	if (g)
+		kiln_arena_destroy(g->arena);
+}
+
+/* Grows an arena-owned pointer array (old storage stays in the arena). */
+static bool grow(kiln_arena *a, void ***arr, int n, int *cap)
+{
+	if (n < *cap)
+		return true;
+	int ncap = *cap ? *cap * 2 : 16;
+	void **p = kiln_arena_alloc(a, (size_t)ncap * sizeof *p);
+	if (!p)
+		return false;
+	if (n)
+		memcpy(p, *arr, (size_t)n * sizeof *p);
+	*arr = p;
+	*cap = ncap;
+	return true;
+}
+
+static kiln_value *new_value(kiln_graph *g, const char *name, kiln_value_kind kind)
+{
+	if (!grow(g->arena, (void ***)&g->values, g->n_values, &g->cap_values))
+		return NULL;
+	kiln_value *v = kiln_arena_alloc(g->arena, sizeof *v);
+	if (!v)
+		return NULL;
+	v->id = g->n_values;
+	char buf[32];
+	if (!name) {
+		snprintf(buf, sizeof buf, "v%d", v->id);
+		name = buf;
+	}
+	if (!(v->name = kiln_arena_strdup(g->arena, name)))
+		return NULL;
+	v->kind = kind;
+	g->values[g->n_values++] = v;
+	return v;
+}
+
+kiln_value *kiln_graph_add_input(kiln_graph *g, const char *name, const kiln_type *t)
+{
+	if (!grow(g->arena, (void ***)&g->inputs, g->n_inputs, &g->cap_inputs))
+		return NULL;
+	kiln_value *v = new_value(g, name, KILN_VALUE_INPUT);
+	if (!v)
+		return NULL;
+	v->type = *t;
+	g->inputs[g->n_inputs++] = v;
+	return v;
+}
+
+kiln_value *kiln_graph_add_const(kiln_graph *g, const char *name, const kiln_type *t,
+                                 const void *data)
+{
+	kiln_value *v = new_value(g, name, KILN_VALUE_CONST);
+	if (!v)
+		return NULL;
+	v->type = *t;
+	size_t bytes = kiln_type_bytes(t);
+	v->data = kiln_arena_alloc(g->arena, bytes);
+	if (!v->data)
+		return NULL;
+	if (data && bytes)
+		memcpy(v->data, data, bytes);
+	return v;
+}
+
+kiln_node *kiln_graph_add_node(kiln_graph *g, kiln_op op, const char *name,
+                               kiln_value *const *inputs, int n_inputs,
+                               const char *const *output_names, int n_outputs)
+{
+	if (!grow(g->arena, (void ***)&g->nodes, g->n_nodes, &g->cap_nodes))
+		return NULL;
+	kiln_node *n = kiln_arena_alloc(g->arena, sizeof *n);
+	if (!n)
+		return NULL;
+	n->id = g->next_node_id++;
+	n->op = op;
+	char buf[32];
+	if (!name) {
+		snprintf(buf, sizeof buf, "node_%d", n->id);
+		name = buf;
+	}
+	if (!(n->name = kiln_arena_strdup(g->arena, name)))
+		return NULL;
+	n->n_inputs = n_inputs;
+	n->inputs = kiln_arena_alloc(g->arena, (size_t)(n_inputs ? n_inputs : 1) * sizeof *n->inputs);
+	n->n_outputs = n_outputs;
+	n->outputs = kiln_arena_alloc(g->arena, (size_t)(n_outputs ? n_outputs : 1) * sizeof *n->outputs);
+	if (!n->inputs || !n->outputs)
+		return NULL;
+	for (int i = 0; i < n_inputs; i++)
+		n->inputs[i] = inputs[i];
+	for (int i = 0; i < n_outputs; i++) {
+		kiln_value *v = new_value(g, output_names ? output_names[i] : NULL, KILN_VALUE_NODE);
+		if (!v)
+			return NULL;
+		v->producer = n;
+		v->index = i;
+		n->outputs[i] = v;
+	}
+	g->nodes[g->n_nodes++] = n;
+	return n;
+}
+
+kiln_status kiln_graph_add_output(kiln_graph *g, kiln_value *v)
+{
+	if (!grow(g->arena, (void ***)&g->outputs, g->n_outputs, &g->cap_outputs))
+		return KILN_ERR_OOM;
+	g->outputs[g->n_outputs++] = v;
+	return KILN_OK;
+}
+
+kiln_value *kiln_graph_find_value(const kiln_graph *g, const char *name)
+{
+	for (int i = 0; i < g->n_values; i++)
+		if (strcmp(g->values[i]->name, name) == 0)
+			return g->values[i];
+	return NULL;
+}
+
+kiln_node *kiln_graph_find_node(const kiln_graph *g, const char *name)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		if (strcmp(g->nodes[i]->name, name) == 0)
+			return g->nodes[i];
+	return NULL;
+}
+
+void kiln_graph_compact(kiln_graph *g, const bool *keep)
+{
+	int j = 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		if (keep[i])
+			g->nodes[j++] = g->nodes[i];
+	g->n_nodes = j;
+}
+
+kiln_status kiln_value_make_const(kiln_graph *g, kiln_value *v, const void *data)
+{
+	size_t bytes = kiln_type_bytes(&v->type);
+	void *p = kiln_arena_alloc(g->arena, bytes);
+	if (!p)
+		return KILN_ERR_OOM;
+	if (bytes)
+		memcpy(p, data, bytes);
+	v->data = p;
+	v->kind = KILN_VALUE_CONST;
+	v->producer = NULL;
+	v->index = 0;
+	return KILN_OK;
+}
+
+/* ---- attributes ---- */
+
+static kiln_attr *attr_slot(kiln_graph *g, kiln_node *n, const char *name)
+{
+	for (int i = 0; i < n->n_attrs; i++)
+		if (strcmp(n->attrs[i].name, name) == 0)
+			return &n->attrs[i];
+	/* Attribute arrays are small; copy on append, keeping them sorted by
+	 * insertion so printing is deterministic. */
+	kiln_attr *a = kiln_arena_alloc(g->arena, (size_t)(n->n_attrs + 1) * sizeof *a);
+	if (!a)
+		return NULL;
+	if (n->n_attrs)
+		memcpy(a, n->attrs, (size_t)n->n_attrs * sizeof *a);
+	n->attrs = a;
+	kiln_attr *slot = &a[n->n_attrs];
+	if (!(slot->name = kiln_arena_strdup(g->arena, name)))
+		return NULL;
+	n->n_attrs++;
+	return slot;
+}
+
+kiln_status kiln_node_set_int(kiln_graph *g, kiln_node *n, const char *name, int64_t v)
+{
+	kiln_attr *a = attr_slot(g, n, name);
+	if (!a)
+		return KILN_ERR_OOM;
+	a->kind = KILN_ATTR_INT;
+	a->u.i = v;
+	return KILN_OK;
+}
+
+kiln_status kiln_node_set_float(kiln_graph *g, kiln_node *n, const char *name, float v)
+{
+	kiln_attr *a = attr_slot(g, n, name);
+	if (!a)
+		return KILN_ERR_OOM;
+	a->kind = KILN_ATTR_FLOAT;
+	a->u.f = v;
+	return KILN_OK;
+}
+
+kiln_status kiln_node_set_string(kiln_graph *g, kiln_node *n, const char *name, const char *v)
+{
+	kiln_attr *a = attr_slot(g, n, name);
+	if (!a)
+		return KILN_ERR_OOM;
+	a->kind = KILN_ATTR_STRING;
+	if (!(a->u.s = kiln_arena_strdup(g->arena, v)))
+		return KILN_ERR_OOM;
+	return KILN_OK;
+}
+
+kiln_status kiln_node_set_ints(kiln_graph *g, kiln_node *n, const char *name,
+                               const int64_t *v, int count)
+{
+	kiln_attr *a = attr_slot(g, n, name);
+	if (!a)
+		return KILN_ERR_OOM;
+	a->kind = KILN_ATTR_INTS;
+	a->n = count;
+	if (!(a->u.ints = kiln_arena_memdup(g->arena, v, (size_t)count * sizeof *v)))
+		return KILN_ERR_OOM;
+	return KILN_OK;
+}
+
+kiln_status kiln_node_set_floats(kiln_graph *g, kiln_node *n, const char *name,
+                                 const float *v, int count)
+{
+	kiln_attr *a = attr_slot(g, n, name);
+	if (!a)
+		return KILN_ERR_OOM;
+	a->kind = KILN_ATTR_FLOATS;
+	a->n = count;
+	if (!(a->u.floats = kiln_arena_memdup(g->arena, v, (size_t)count * sizeof *v)))
+		return KILN_ERR_OOM;
+	return KILN_OK;
+}
+
+kiln_status kiln_node_set_tensor(kiln_graph *g, kiln_node *n, const char *name,
+                                 const kiln_tensor *t)
+{
+	kiln_attr *a = attr_slot(g, n, name);
+	if (!a)
+		return KILN_ERR_OOM;
+	kiln_tensor *copy = kiln_arena_alloc(g->arena, sizeof *copy);
+	if (!copy)
+		return KILN_ERR_OOM;
+	copy->type = t->type;
+	if (!(copy->data = kiln_arena_memdup(g->arena, t->data, kiln_type_bytes(&t->type))))
+		return KILN_ERR_OOM;
+	a->kind = KILN_ATTR_TENSOR;
+	a->u.t = copy;
+	return KILN_OK;
+}
+
+const kiln_attr *kiln_node_attr(const kiln_node *n, const char *name)
+{
+	for (int i = 0; i < n->n_attrs; i++)
+		if (strcmp(n->attrs[i].name, name) == 0)
+			return &n->attrs[i];
+	return NULL;
+}
+
+int64_t kiln_node_int(const kiln_node *n, const char *name, int64_t dflt)
+{
+	const kiln_attr *a = kiln_node_attr(n, name);
+	return a && a->kind == KILN_ATTR_INT ? a->u.i : dflt;
+}
+
+float kiln_node_float(const kiln_node *n, const char *name, float dflt)
+{
+	const kiln_attr *a = kiln_node_attr(n, name);
+	return a && a->kind == KILN_ATTR_FLOAT ? a->u.f : dflt;
+}
+
+const char *kiln_node_string(const kiln_node *n, const char *name, const char *dflt)
+{
+	const kiln_attr *a = kiln_node_attr(n, name);
+	return a && a->kind == KILN_ATTR_STRING ? a->u.s : dflt;
+}
+
+int kiln_node_ints(const kiln_node *n, const char *name, const int64_t **v)
+{
+	const kiln_attr *a = kiln_node_attr(n, name);
+	if (!a || a->kind != KILN_ATTR_INTS) {
+		*v = NULL;
+		return 0;
+	}
+	*v = a->u.ints;
+	return a->n;
+}
+
+int kiln_node_floats(const kiln_node *n, const char *name, const float **v)
+{
+	const kiln_attr *a = kiln_node_attr(n, name);
+	if (!a || a->kind != KILN_ATTR_FLOATS) {
+		*v = NULL;
+		return 0;
+	}
+	*v = a->u.floats;
+	return a->n;
+}
+
+const kiln_tensor *kiln_node_tensor(const kiln_node *n, const char *name)
+{
+	const kiln_attr *a = kiln_node_attr(n, name);
+	return a && a->kind == KILN_ATTR_TENSOR ? a->u.t : NULL;
+}
+
+/* ---- constant element access ---- */
+
+int64_t kiln_const_get_i64(const kiln_value *v, int64_t i)
+{
+	const void *p = v->data;
+	switch (v->type.dtype) {
+	case KILN_DT_I64: return ((const int64_t *)p)[i];
+	case KILN_DT_I32: return ((const int32_t *)p)[i];
+	case KILN_DT_I8: return ((const int8_t *)p)[i];
+	case KILN_DT_U8: case KILN_DT_BOOL: return ((const uint8_t *)p)[i];
+	default: return (int64_t)kiln_const_get_f64(v, i);
+	}
+}
+
+double kiln_const_get_f64(const kiln_value *v, int64_t i)
+{
+	const void *p = v->data;
+	switch (v->type.dtype) {
+	case KILN_DT_F32: return ((const float *)p)[i];
+	case KILN_DT_F64: return ((const double *)p)[i];
+	case KILN_DT_F16: return kiln_f16_to_f32(((const uint16_t *)p)[i]);
+	case KILN_DT_BF16: return kiln_bf16_to_f32(((const uint16_t *)p)[i]);
+	default: return (double)kiln_const_get_i64(v, i);
+	}
+}

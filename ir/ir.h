@@ -1,0 +1,287 @@
+/* ir.h — kiln's tensor IR: the one internal header of ir/.
+ *
+ * A graph is an SSA list of nodes in topological order over typed values.
+ * Every value is a graph input, a constant (owning its data) or exactly one
+ * node's output. All memory of a graph lives in its arena: destroying the
+ * graph is one call.
+ *
+ *   arena.c      the arena (chunked bump allocator, injectable allocator)
+ *   diag.c       diagnostics sink, kiln_status_str
+ *   dtype.c      dtypes, f16/bf16 conversions, kiln_type helpers
+ *   graph.c      builder: values, nodes, attributes, accessors, op table
+ *   shape.c      one shape rule per op (from ops.def), window geometry,
+ *                broadcasting
+ *   verify.c     the verifier
+ *   text_print.c textual IR printer
+ *   text_parse.c textual IR parser
+ */
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include "kiln.h"
+
+#include <stdarg.h>
+
+/* ---- arena.c ---------------------------------------------------------- */
+
+/* Injectable allocator: tests fail the Nth allocation to check error paths. */
+typedef struct kiln_allocator {
+	void *(*alloc)(void *user, size_t size);
+	void (*free)(void *user, void *ptr);
+	void *user;
+} kiln_allocator;
+
+typedef struct kiln_arena kiln_arena;
+
+/* a NULL allocator means malloc/free. Returns NULL on OOM. */
+kiln_arena *kiln_arena_create(const kiln_allocator *a);
+void kiln_arena_destroy(kiln_arena *a);
+/* Zeroed memory, 64-byte aligned (tensor data is vector-friendly).
+ * Returns NULL on OOM (size 0 gives a valid unique pointer). */
+void *kiln_arena_alloc(kiln_arena *a, size_t size);
+char *kiln_arena_strdup(kiln_arena *a, const char *s);
+char *kiln_arena_strndup(kiln_arena *a, const char *s, size_t n);
+void *kiln_arena_memdup(kiln_arena *a, const void *p, size_t size);
+/* Bytes handed out so far (for reports and tests). */
+size_t kiln_arena_used(const kiln_arena *a);
+
+/* ---- diag.c ----------------------------------------------------------- */
+
+struct kiln_node;
+
+/* Formats "FILE: node 'NAME' (OP): MSG" (parts omitted when absent), sends it
+ * to the sink, and returns `status` so callers can `return kiln_diag_error(...)`. */
+kiln_status kiln_diag_error(kiln_diag *d, kiln_status status,
+                            const struct kiln_node *node, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+kiln_status kiln_diag_verror(kiln_diag *d, kiln_status status,
+                             const struct kiln_node *node, const char *fmt, va_list ap);
+/* A line without the "error" count (notes, warnings). */
+void kiln_diag_note(kiln_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One-line checks. KILN_ENSURE reports and returns `status` from the caller. */
+#define KILN_ENSURE(diag, cond, status, node, ...)                                  \
+	do {                                                                        \
+		if (!(cond))                                                        \
+			return kiln_diag_error((diag), (status), (node), __VA_ARGS__); \
+	} while (0)
+#define KILN_TRY(expr)                                                              \
+	do {                                                                        \
+		kiln_status kiln_try_s_ = (expr);                                   \
+		if (kiln_try_s_ != KILN_OK)                                         \
+			return kiln_try_s_;                                         \
+	} while (0)
+
+/* ---- ops (graph.c) ---------------------------------------------------- */
+
+enum {
+	KILN_OPF_EW = 1 << 0,
+	KILN_OPF_BC = 1 << 1,
+	KILN_OPF_FUSE = 1 << 2,
+	KILN_OPF_QNT = 1 << 3,
+	KILN_OPF_COMM = 1 << 4,
+};
+
+typedef enum kiln_op {
+#define KILN_OP(E, NAME, IN_MIN, IN_MAX, OUT_MIN, OUT_MAX, FLAGS, SHAPE, ATTRS) KILN_OP_##E,
+#include "ops.def"
+#undef KILN_OP
+	KILN_OP_COUNT
+} kiln_op;
+
+typedef struct kiln_op_info {
+	const char *name;
+	int in_min, in_max, out_min, out_max; /* -1: variadic */
+	unsigned flags;
+	const char *attrs; /* "name:kind,..." */
+} kiln_op_info;
+
+const kiln_op_info *kiln_op_get(kiln_op op);
+const char *kiln_op_name(kiln_op op);
+/* Looks an op up by name ("Conv"); returns false if kiln has no such op. */
+bool kiln_op_lookup(const char *name, kiln_op *out);
+
+/* ---- values, attributes, nodes, graphs -------------------------------- */
+
+typedef enum kiln_value_kind {
+	KILN_VALUE_INPUT,  /* graph input */
+	KILN_VALUE_CONST,  /* constant; `data` holds its elements */
+	KILN_VALUE_NODE,   /* output `index` of node `producer` */
+} kiln_value_kind;
+
+/* Quantisation parameters of a value (per tensor: axis -1, n 1). */
+typedef struct kiln_quant {
+	int axis;
+	int n;
+	float *scale;
+	int32_t *zero_point;
+} kiln_quant;
+
+typedef struct kiln_value {
+	int id;           /* index in graph->values */
+	const char *name; /* unique in the graph; never NULL */
+	kiln_type type;
+	kiln_value_kind kind;
+	struct kiln_node *producer; /* KILN_VALUE_NODE only */
+	int index;                  /* output index in producer */
+	void *data;                 /* KILN_VALUE_CONST: owned by the graph arena;
+	                               NULL if the constant was parsed elided */
+	const char *elided;         /* summary text of an elided constant, else NULL */
+	kiln_quant *quant;          /* NULL unless quantised */
+} kiln_value;
+
+typedef enum kiln_attr_kind {
+	KILN_ATTR_INT,
+	KILN_ATTR_FLOAT,
+	KILN_ATTR_STRING,
+	KILN_ATTR_INTS,
+	KILN_ATTR_FLOATS,
+	KILN_ATTR_TENSOR,
+	KILN_ATTR_KIND_COUNT
+} kiln_attr_kind;
+
+typedef struct kiln_attr {
+	const char *name;
+	kiln_attr_kind kind;
+	int n; /* element count for INTS / FLOATS */
+	union {
+		int64_t i;
+		float f;
+		const char *s;
+		int64_t *ints;
+		float *floats;
+		kiln_tensor *t; /* data owned by the graph arena */
+	} u;
+} kiln_attr;
+
+typedef enum kiln_fusion_kind {
+	KILN_FUSION_NONE = 0,
+	KILN_FUSION_LOOP,
+	KILN_FUSION_OUTPUT,
+	KILN_FUSION_REDUCTION,
+	KILN_FUSION_KIND_COUNT
+} kiln_fusion_kind;
+
+typedef struct kiln_node {
+	int id;           /* stable; not an index */
+	const char *name; /* unique in the graph; never NULL */
+	kiln_op op;
+	int n_inputs;
+	kiln_value **inputs; /* an entry is NULL for an omitted optional input */
+	int n_outputs;
+	kiln_value **outputs;
+	int n_attrs;
+	kiln_attr *attrs;
+	/* Provenance: the ONNX node names this node came from (for diagnostics). */
+	const char *origin;
+} kiln_node;
+
+struct kiln_graph {
+	kiln_arena *arena;
+	const char *name;
+	int opset; /* ONNX default-domain opset the graph was imported at */
+
+	kiln_value **values; /* every value, by id */
+	int n_values, cap_values;
+	kiln_node **nodes; /* topological order */
+	int n_nodes, cap_nodes;
+	kiln_value **inputs;
+	int n_inputs, cap_inputs;
+	kiln_value **outputs;
+	int n_outputs, cap_outputs;
+	int next_node_id;
+};
+
+/* ---- builder (graph.c) ------------------------------------------------ */
+
+kiln_graph *kiln_graph_create(const char *name, const kiln_allocator *a);
+
+/* Names must be unique among values; NULL name gets "v<id>". */
+kiln_value *kiln_graph_add_input(kiln_graph *g, const char *name, const kiln_type *t);
+/* Copies `data` (kiln_type_bytes(t) bytes) into the arena; NULL data: zeros. */
+kiln_value *kiln_graph_add_const(kiln_graph *g, const char *name, const kiln_type *t,
+                                 const void *data);
+/* Appends a node with its output values created (types zeroed: shape inference
+ * fills them). `outputs_names` may be NULL or contain NULLs (auto names);
+ * a NULL `name` gives "node_<id>". Inputs may contain NULL (omitted). */
+kiln_node *kiln_graph_add_node(kiln_graph *g, kiln_op op, const char *name,
+                               kiln_value *const *inputs, int n_inputs,
+                               const char *const *output_names, int n_outputs);
+kiln_status kiln_graph_add_output(kiln_graph *g, kiln_value *v);
+kiln_value *kiln_graph_find_value(const kiln_graph *g, const char *name);
+kiln_node *kiln_graph_find_node(const kiln_graph *g, const char *name);
+
+/* Removes nodes for which keep[node index] is false, preserving order. */
+void kiln_graph_compact(kiln_graph *g, const bool *keep);
+/* Turns a node output into a constant holding `data` (copied); the producer
+ * must be removed by the caller if it has no other used outputs. */
+kiln_status kiln_value_make_const(kiln_graph *g, kiln_value *v, const void *data);
+
+/* Attributes. The setters copy into the arena and replace an existing one. */
+kiln_status kiln_node_set_int(kiln_graph *g, kiln_node *n, const char *name, int64_t v);
+kiln_status kiln_node_set_float(kiln_graph *g, kiln_node *n, const char *name, float v);
+kiln_status kiln_node_set_string(kiln_graph *g, kiln_node *n, const char *name, const char *v);
+kiln_status kiln_node_set_ints(kiln_graph *g, kiln_node *n, const char *name,
+                               const int64_t *v, int count);
+kiln_status kiln_node_set_floats(kiln_graph *g, kiln_node *n, const char *name,
+                                 const float *v, int count);
+kiln_status kiln_node_set_tensor(kiln_graph *g, kiln_node *n, const char *name,
+                                 const kiln_tensor *t);
+
+const kiln_attr *kiln_node_attr(const kiln_node *n, const char *name);
+int64_t kiln_node_int(const kiln_node *n, const char *name, int64_t dflt);
+float kiln_node_float(const kiln_node *n, const char *name, float dflt);
+const char *kiln_node_string(const kiln_node *n, const char *name, const char *dflt);
+/* Returns the count (0 if absent) and sets *v to the arena-owned array. */
+int kiln_node_ints(const kiln_node *n, const char *name, const int64_t **v);
+int kiln_node_floats(const kiln_node *n, const char *name, const float **v);
+const kiln_tensor *kiln_node_tensor(const kiln_node *n, const char *name);
+
+/* Input i, or NULL when omitted or out of range. */
+static inline kiln_value *kiln_node_in(const kiln_node *n, int i)
+{
+	return i < n->n_inputs ? n->inputs[i] : NULL;
+}
+
+/* Reads element i of a constant of any integer or float dtype as int64 / double. */
+int64_t kiln_const_get_i64(const kiln_value *v, int64_t i);
+double kiln_const_get_f64(const kiln_value *v, int64_t i);
+
+/* ---- shape.c ---------------------------------------------------------- */
+
+/* A shape rule reads input types (and data of constant inputs) and attributes,
+ * and sets every output's type. Errors name the node. */
+typedef kiln_status (*kiln_shape_fn)(kiln_node *n, kiln_diag *d);
+kiln_status kiln_infer_node(kiln_node *n, kiln_diag *d);
+/* Runs kiln_infer_node over the graph in order. */
+kiln_status kiln_infer_shapes(kiln_graph *g, kiln_diag *d);
+
+/* NumPy broadcast of two shapes; false if incompatible. */
+bool kiln_broadcast(const kiln_type *a, const kiln_type *b, kiln_type *out);
+
+/* Window geometry of Conv / ConvTranspose / MaxPool / AveragePool, resolved
+ * from attributes (auto_pad included) and input shapes. Shared by the shape
+ * rules, the interpreter and the backends so they agree exactly. */
+typedef struct kiln_window {
+	int nspatial;                 /* spatial dims: rank - 2 */
+	int64_t batch, in_c, out_c, group;
+	int64_t in[KILN_MAX_RANK];    /* input spatial size */
+	int64_t out[KILN_MAX_RANK];   /* output spatial size */
+	int64_t kernel[KILN_MAX_RANK];
+	int64_t stride[KILN_MAX_RANK];
+	int64_t dilation[KILN_MAX_RANK];
+	int64_t pad_begin[KILN_MAX_RANK];
+	int64_t pad_end[KILN_MAX_RANK];
+	int64_t out_pad[KILN_MAX_RANK]; /* ConvTranspose output_padding */
+	bool ceil_mode;
+	bool count_include_pad;
+} kiln_window;
+
+kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d);
+
+/* Normalises a possibly negative axis against rank; false if out of range. */
+bool kiln_axis_norm(int64_t axis, int rank, int *out);
+
+/* ---- verify.c / text_print.c / text_parse.c: see kiln.h ---------------- */
+
+#endif
