@@ -74,7 +74,9 @@ void *kiln_arena_alloc(kiln_arena *a, size_t size)
 	if (c) {
 		base = ((uintptr_t)payload(c) + c->used + ARENA_ALIGN - 1) &
 		       ~(uintptr_t)(ARENA_ALIGN - 1);
-		if (base + need > (uintptr_t)payload(c) + c->size)
+		uintptr_t end = (uintptr_t)payload(c) + c->size;
+		/* Written so that a huge `need` cannot wrap around. */
+		if (base > end || need > end - base)
 			c = NULL;
 	}
 	if (!c) {
