@@ -5,12 +5,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh"
 cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$root/build/release"
-kiln="$root/build/release/kiln"
-model="$root/examples/mlp.onnx"
+cmake --build "$root/build/release" -j 2
+# Relative paths from the root, so the output reads like the commands shown.
+cd "$root"
+kiln=build/release/kiln
 echo
 echo "\$ kiln inspect --summary examples/mlp.onnx"
-"$kiln" inspect --summary "$model"
+"$kiln" inspect --summary examples/mlp.onnx
 echo
-echo "\$ kiln run examples/mlp.onnx examples/mlp_input.npy --output-dir build/demo-out"
-"$kiln" run "$model" "$root/examples/mlp_input.npy" --output-dir "$root/build/demo-out" --print
+echo "\$ kiln run examples/mlp.onnx examples/mlp_input.npy --output-dir build/demo-out --print"
+"$kiln" run examples/mlp.onnx examples/mlp_input.npy --output-dir build/demo-out --print

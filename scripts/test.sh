@@ -8,7 +8,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build/asan"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	-DKILN_SANITIZE=ON -DKILN_WERROR=ON >/dev/null
-cmake --build "$build"
+cmake --build "$build" -j 2
 jobs="$(nproc 2>/dev/null || echo 2)"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \

@@ -1,0 +1,67 @@
+/* cli.h — the kiln command-line tool's one internal header.
+ *
+ *   kiln.c         main: global flags, help, dispatch to a command
+ *   cmd_common.c   what every command shares: usage errors, --shape parsing,
+ *                  loading a model (.onnx or .kir)
+ *   cmd_inspect.c  kiln inspect: textual IR and a summary (ops, FLOPs, params)
+ *   cmd_run.c      kiln run: the reference interpreter on .npy inputs
+ *
+ * Exit codes: 0 success, 1 an error in a file or while running (the message
+ * names the file), 2 a usage error (bad flag or argument). */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include "kiln.h"
+
+#define KILN_VERSION "0.1.0"
+
+enum {
+	KILN_EXIT_OK = 0,
+	KILN_EXIT_ERROR = 1,
+	KILN_EXIT_USAGE = 2,
+};
+
+/* One subcommand: `run` gets argv after the command name. */
+typedef struct kiln_command {
+	const char *name;
+	const char *summary; /* one line, for `kiln --help` */
+	const char *help;    /* the full text of `kiln help NAME` */
+	int (*run)(int argc, char **argv);
+} kiln_command;
+
+extern const kiln_command kiln_cmd_inspect;
+extern const kiln_command kiln_cmd_run;
+
+/* Prints "kiln: MESSAGE" and "Run 'kiln CMD --help' for usage." to stderr;
+ * returns KILN_EXIT_USAGE. cmd NULL points at `kiln --help`. */
+int kiln_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True if arg is "--help" or "-h". */
+bool kiln_cli_is_help(const char *arg);
+
+/* Matches "--NAME VALUE" and "--NAME=VALUE" at argv[*i]. On a match sets
+ * *value (NULL if VALUE is missing: the caller reports it), advances *i past
+ * what it consumed and returns true. */
+bool kiln_cli_flag(char **argv, int argc, int *i, const char *name, const char **value);
+
+/* The --shape flags of one command. */
+typedef struct kiln_cli_pins {
+	kiln_shape_pin *pins;
+	int n;
+} kiln_cli_pins;
+
+/* Parses "NAME=DIMxDIM..." (e.g. input=1x3x224x224) and appends it; a usage
+ * error (message printed) returns false. */
+bool kiln_cli_add_pin(kiln_cli_pins *p, const char *cmd, const char *spec);
+void kiln_cli_pins_free(kiln_cli_pins *p);
+
+/* Writes the graph's input names, "'a', 'b'" (or "none"), into buf. */
+void kiln_cli_input_list(const kiln_graph *g, char *buf, size_t size);
+
+/* Loads MODEL: textual IR if its name ends in ".kir", ONNX otherwise. Pins
+ * apply to ONNX models only. Errors are printed; returns KILN_EXIT_OK or the
+ * exit code to return. */
+int kiln_cli_load(const char *cmd, const char *path, const kiln_cli_pins *pins,
+                  kiln_graph **out);
+
+#endif

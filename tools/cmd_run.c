@@ -1,0 +1,426 @@
+/* cmd_run.c — `kiln run`: runs a model with the reference interpreter on
+ * inputs read from .npy files and writes each output to DIR/<name>.npy. */
+#include "cli.h"
+#include "interp.h"
+#include "ir.h"
+#include "npy.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_OUTPUT_DIR "kiln-out"
+#define PRINT_ELEMENTS 8
+
+static const char help[] =
+	"usage: kiln run MODEL [FILE.npy ...] [--input NAME=FILE.npy ...]\n"
+	"                [--output-dir DIR] [--shape NAME=DIMS ...] [--print]\n"
+	"\n"
+	"Runs MODEL (.onnx, or textual IR if the name ends in .kir) with kiln's\n"
+	"reference interpreter and writes each output to DIR/<output name>.npy.\n"
+	"\n"
+	"Inputs are .npy files, given by name with --input or positionally in the\n"
+	"order of the model's inputs (both may be mixed: positional files fill the\n"
+	"inputs not named). Each file must hold exactly the input's dtype and shape;\n"
+	"a bf16 input takes an f32 file (NumPy has no bf16). Output names are\n"
+	"sanitised for the file system: every character outside [A-Za-z0-9._-]\n"
+	"becomes '_' (two outputs that would collide get '_<index>' appended). bf16\n"
+	"outputs are written as f32. Each file is written to a temporary name and\n"
+	"renamed, so no half-written file is left behind.\n"
+	"\n"
+	"flags:\n"
+	"  --input NAME=FILE    the .npy file for input NAME; repeatable\n"
+	"  --output-dir DIR     where to write outputs (default ./" DEFAULT_OUTPUT_DIR
+	", created\n"
+	"                       if missing)\n"
+	"  --shape NAME=DIMS    pin the shape of ONNX input NAME, dims joined by 'x'\n"
+	"                       (e.g. --shape input=1x3x224x224); repeatable\n"
+	"  --print              print each output's type, first elements, min/max/mean\n"
+	"  -h, --help           print this help\n"
+	"\n"
+	"examples:\n"
+	"  kiln run examples/mlp.onnx examples/mlp_input.npy --print\n"
+	"  kiln run model.onnx --input input_ids=ids.npy --input mask=mask.npy \\\n"
+	"           --output-dir out\n"
+	"\n"
+	"Exit status: 0 success; 1 a model, input or output file error or a failed\n"
+	"run (the message names the file); 2 usage error (bad flag, unknown, missing\n"
+	"or extra inputs).\n";
+
+typedef struct run_args {
+	const char *model;
+	const char *output_dir;
+	bool print;
+	kiln_cli_pins pins;
+	const char **named_names; /* --input NAME=FILE, split */
+	const char **named_files;
+	int n_named;
+	const char **files; /* positional .npy files */
+	int n_files;
+} run_args;
+
+static void run_args_free(run_args *a)
+{
+	for (int i = 0; i < a->n_named; i++)
+		free((char *)a->named_names[i]);
+	free(a->named_names);
+	free(a->named_files);
+	free(a->files);
+	kiln_cli_pins_free(&a->pins);
+}
+
+static int parse_args(int argc, char **argv, run_args *a)
+{
+	a->output_dir = DEFAULT_OUTPUT_DIR;
+	/* Each argument is at most one file: argc bounds every list. */
+	a->named_names = calloc((size_t)argc + 1, sizeof *a->named_names);
+	a->named_files = calloc((size_t)argc + 1, sizeof *a->named_files);
+	a->files = calloc((size_t)argc + 1, sizeof *a->files);
+	if (!a->named_names || !a->named_files || !a->files) {
+		fprintf(stderr, "kiln: out of memory\n");
+		return KILN_EXIT_ERROR;
+	}
+	bool only_positional = false;
+	for (int i = 0; i < argc;) {
+		const char *arg = argv[i], *value;
+		if (only_positional || arg[0] != '-' || !arg[1]) {
+			if (!a->model)
+				a->model = arg;
+			else
+				a->files[a->n_files++] = arg;
+			i++;
+		} else if (!strcmp(arg, "--")) {
+			only_positional = true;
+			i++;
+		} else if (kiln_cli_is_help(arg)) {
+			fputs(help, stdout);
+			return -1;
+		} else if (!strcmp(arg, "--print")) {
+			a->print = true;
+			i++;
+		} else if (kiln_cli_flag(argv, argc, &i, "--output-dir", &value)) {
+			if (!value || !*value)
+				return kiln_cli_usage("run", "--output-dir needs a directory");
+			a->output_dir = value;
+		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
+			if (!value)
+				return kiln_cli_usage("run", "--shape needs a value NAME=DIMxDIM...");
+			if (!kiln_cli_add_pin(&a->pins, "run", value))
+				return KILN_EXIT_USAGE;
+		} else if (kiln_cli_flag(argv, argc, &i, "--input", &value)) {
+			const char *eq = value ? strchr(value, '=') : NULL;
+			if (!eq || eq == value || !eq[1])
+				return kiln_cli_usage("run", "--input '%s': expected NAME=FILE.npy",
+				                      value ? value : "");
+			char *name = malloc((size_t)(eq - value) + 1);
+			if (!name) {
+				fprintf(stderr, "kiln: out of memory\n");
+				return KILN_EXIT_ERROR;
+			}
+			memcpy(name, value, (size_t)(eq - value));
+			name[eq - value] = '\0';
+			a->named_names[a->n_named] = name;
+			a->named_files[a->n_named++] = eq + 1;
+		} else {
+			return kiln_cli_usage("run", "unknown flag '%s'", arg);
+		}
+	}
+	if (!a->model)
+		return kiln_cli_usage("run", "no model given");
+	return KILN_EXIT_OK;
+}
+
+/* Decides which file feeds each graph input: named first, then positional in
+ * the order of the inputs left. files[i] is for g->inputs[i]. */
+static int assign_inputs(const run_args *a, const kiln_graph *g, const char **files)
+{
+	char names[512];
+	kiln_cli_input_list(g, names, sizeof names);
+	for (int k = 0; k < a->n_named; k++) {
+		int i = 0;
+		while (i < g->n_inputs && strcmp(g->inputs[i]->name, a->named_names[k]))
+			i++;
+		if (i == g->n_inputs)
+			return kiln_cli_usage("run", "--input %s=%s: %s has no input '%s' "
+			                      "(its inputs: %s)", a->named_names[k],
+			                      a->named_files[k], a->model, a->named_names[k], names);
+		if (files[i])
+			return kiln_cli_usage("run", "input '%s' is given twice ('%s' and '%s')",
+			                      a->named_names[k], files[i], a->named_files[k]);
+		files[i] = a->named_files[k];
+	}
+	int next = 0;
+	for (int k = 0; k < a->n_files; k++) {
+		while (next < g->n_inputs && files[next])
+			next++;
+		if (next == g->n_inputs)
+			return kiln_cli_usage("run", "too many inputs: '%s' has no input left to "
+			                      "feed (%s takes %d: %s)", a->files[k], a->model,
+			                      g->n_inputs, names);
+		files[next] = a->files[k];
+	}
+	char missing[512];
+	size_t len = 0;
+	int n_missing = 0;
+	missing[0] = '\0';
+	for (int i = 0; i < g->n_inputs; i++) {
+		if (files[i] || len >= sizeof missing)
+			continue;
+		char ty[160];
+		kiln_type_str(&g->inputs[i]->type, ty, sizeof ty);
+		len += (size_t)snprintf(missing + len, sizeof missing - len, "%s'%s' (%s)",
+		                        n_missing ? ", " : "", g->inputs[i]->name, ty);
+		n_missing++;
+	}
+	if (n_missing)
+		return kiln_cli_usage("run", "missing input%s %s: pass %s as --input NAME=FILE.npy "
+		                      "or positionally in input order", n_missing > 1 ? "s" : "",
+		                      missing, n_missing > 1 ? "each" : "it");
+	return KILN_EXIT_OK;
+}
+
+/* Reads the file for graph input v, checking (or, for bf16, converting) its
+ * dtype and shape. */
+static int read_input(const char *path, const kiln_value *v, kiln_tensor *t)
+{
+	kiln_diag d;
+	kiln_diag_init(&d, path);
+	if (kiln_npy_read(path, t, &d) != KILN_OK)
+		return KILN_EXIT_ERROR;
+	kiln_type want = v->type;
+	if (want.dtype == KILN_DT_BF16 && t->type.dtype == KILN_DT_F32) {
+		want.dtype = KILN_DT_F32;
+		if (kiln_type_equal(&want, &t->type)) {
+			int64_t n = kiln_type_numel(&t->type);
+			uint16_t *h = malloc(n ? (size_t)n * sizeof *h : 1);
+			if (!h) {
+				fprintf(stderr, "%s: out of memory\n", path);
+				free(t->data);
+				t->data = NULL;
+				return KILN_EXIT_ERROR;
+			}
+			const float *f = t->data;
+			for (int64_t i = 0; i < n; i++)
+				h[i] = kiln_f32_to_bf16(f[i]);
+			free(t->data);
+			t->data = h;
+			t->type.dtype = KILN_DT_BF16;
+			return KILN_EXIT_OK;
+		}
+		want.dtype = KILN_DT_BF16;
+	}
+	if (kiln_type_equal(&want, &t->type))
+		return KILN_EXIT_OK;
+	char a[160], b[160];
+	const char *hint = "";
+	want.dtype = t->type.dtype;
+	if (v->type.dtype == KILN_DT_BF16)
+		hint = " (a bf16 input reads an f32 file: NumPy has no bf16)";
+	else if (kiln_type_equal(&want, &t->type) && kiln_dtype_is_float(v->type.dtype) &&
+	         kiln_dtype_is_float(t->type.dtype))
+		hint = " (convert it with numpy's astype)";
+	fprintf(stderr, "%s: input '%s' expects %s, the file holds %s%s\n", path, v->name,
+	        kiln_type_str(&v->type, a, sizeof a), kiln_type_str(&t->type, b, sizeof b),
+	        hint);
+	free(t->data);
+	t->data = NULL;
+	return KILN_EXIT_ERROR;
+}
+
+/* mkdir -p. */
+static int make_dirs(const char *dir)
+{
+	char *p = malloc(strlen(dir) + 1);
+	if (!p) {
+		fprintf(stderr, "kiln: out of memory\n");
+		return KILN_EXIT_ERROR;
+	}
+	strcpy(p, dir);
+	int rc = KILN_EXIT_OK;
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = '\0';
+		struct stat st;
+		if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+			fprintf(stderr, "%s: cannot create directory: %s\n", p, strerror(errno));
+			rc = KILN_EXIT_ERROR;
+			break;
+		}
+		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "%s: cannot create directory: %s\n", p, strerror(ENOTDIR));
+			rc = KILN_EXIT_ERROR;
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+/* Output name -> file name: characters outside [A-Za-z0-9._-] become '_'. */
+static char *sanitise(const char *name, int index, bool suffix)
+{
+	size_t n = strlen(name);
+	char *s = malloc(n + 16);
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		s[i] = ok ? c : '_';
+	}
+	s[n] = '\0';
+	if (suffix)
+		snprintf(s + n, 16, "_%d", index);
+	return s;
+}
+
+static void print_output(const char *name, const kiln_tensor *t)
+{
+	char ty[160];
+	int64_t n = kiln_tensor_numel(t);
+	bool is_float = kiln_dtype_is_float(t->type.dtype);
+	printf("%s: %s\n", name, kiln_type_str(&t->type, ty, sizeof ty));
+	if (!n) {
+		printf("  (no elements)\n");
+		return;
+	}
+	printf("  [");
+	for (int64_t i = 0; i < n && i < PRINT_ELEMENTS; i++) {
+		if (is_float)
+			printf(i ? ", %.6g" : "%.6g", kiln_tensor_get_f64(t, i));
+		else
+			printf(i ? ", %lld" : "%lld", (long long)kiln_tensor_get_i64(t, i));
+	}
+	printf(n > PRINT_ELEMENTS ? ", ...]  (first %d of %lld)\n" : "]\n", PRINT_ELEMENTS,
+	       (long long)n);
+	double lo = INFINITY, hi = -INFINITY, sum = 0;
+	int64_t nans = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double v = kiln_tensor_get_f64(t, i);
+		if (isnan(v)) {
+			nans++;
+			continue;
+		}
+		lo = v < lo ? v : lo;
+		hi = v > hi ? v : hi;
+		sum += v;
+	}
+	if (nans == n) {
+		printf("  all %lld elements are NaN\n", (long long)n);
+		return;
+	}
+	printf("  min %.6g  max %.6g  mean %.6g", lo, hi, sum / (double)(n - nans));
+	if (nans)
+		printf("  (%lld NaN not counted)", (long long)nans);
+	printf("\n");
+}
+
+/* Writes every output; names[i] gets the sanitised file name. */
+static int write_outputs(const run_args *a, const kiln_graph *g, const kiln_interp *it)
+{
+	int n = kiln_interp_n_outputs(it);
+	char **names = calloc((size_t)n + 1, sizeof *names);
+	if (!names) {
+		fprintf(stderr, "kiln: out of memory\n");
+		return KILN_EXIT_ERROR;
+	}
+	int rc = make_dirs(a->output_dir);
+	for (int i = 0; i < n && rc == KILN_EXIT_OK; i++) {
+		const char *name = g->outputs[i]->name;
+		names[i] = sanitise(name, i, false);
+		for (int k = 0; names[i] && k < i; k++) {
+			if (!strcmp(names[i], names[k])) {
+				free(names[i]);
+				names[i] = sanitise(name, i, true);
+				break;
+			}
+		}
+		char *path = names[i] ? malloc(strlen(a->output_dir) + strlen(names[i]) + 8) : NULL;
+		if (!path) {
+			fprintf(stderr, "kiln: out of memory\n");
+			rc = KILN_EXIT_ERROR;
+			break;
+		}
+		sprintf(path, "%s/%s.npy", a->output_dir, names[i]);
+		const kiln_tensor *t = kiln_interp_output(it, i);
+		kiln_diag d;
+		kiln_diag_init(&d, path);
+		if (kiln_npy_write(path, t, &d) != KILN_OK) {
+			rc = KILN_EXIT_ERROR;
+		} else if (a->print) {
+			print_output(name, t);
+			printf("  -> %s\n", path);
+		} else {
+			char ty[160];
+			printf("%s: %s -> %s\n", name, kiln_type_str(&t->type, ty, sizeof ty), path);
+		}
+		free(path);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int run_main(int argc, char **argv)
+{
+	run_args a = {0};
+	int rc = parse_args(argc, argv, &a);
+	if (rc != KILN_EXIT_OK) {
+		run_args_free(&a);
+		return rc < 0 ? KILN_EXIT_OK : rc;
+	}
+	kiln_graph *g = NULL;
+	rc = kiln_cli_load("run", a.model, &a.pins, &g);
+	if (rc != KILN_EXIT_OK) {
+		run_args_free(&a);
+		return rc;
+	}
+	const char **files = calloc((size_t)g->n_inputs + 1, sizeof *files);
+	kiln_tensor *inputs = calloc((size_t)g->n_inputs + 1, sizeof *inputs);
+	if (!files || !inputs) {
+		fprintf(stderr, "kiln: out of memory\n");
+		rc = KILN_EXIT_ERROR;
+	}
+	if (rc == KILN_EXIT_OK)
+		rc = assign_inputs(&a, g, files);
+	for (int i = 0; i < g->n_inputs && rc == KILN_EXIT_OK; i++)
+		rc = read_input(files[i], g->inputs[i], &inputs[i]);
+
+	kiln_interp *it = NULL;
+	if (rc == KILN_EXIT_OK) {
+		kiln_diag d;
+		kiln_diag_init(&d, a.model);
+		if (kiln_interp_create(g, &it, &d) != KILN_OK ||
+		    kiln_interp_run(it, inputs, g->n_inputs, &d) != KILN_OK)
+			rc = KILN_EXIT_ERROR;
+	}
+	if (rc == KILN_EXIT_OK)
+		rc = write_outputs(&a, g, it);
+
+	if (it)
+		kiln_interp_destroy(it);
+	for (int i = 0; inputs && i < g->n_inputs; i++)
+		free(inputs[i].data);
+	free(inputs);
+	free(files);
+	kiln_graph_destroy(g);
+	run_args_free(&a);
+	return rc;
+}
+
+const kiln_command kiln_cmd_run = {
+	.name = "run",
+	.summary = "run a model with the reference interpreter on .npy inputs",
+	.help = help,
+	.run = run_main,
+};
