@@ -1189,9 +1189,8 @@ static kiln_status kiln_shape_range(kiln_node *n, kiln_diag *d)
 	static const char *const labels[] = {"start", "limit", "delta"};
 	kiln_dtype dt = in_type(n, 0)->dtype;
 	KILN_TRY(want_dtype(n, 0,
-	                    dt == KILN_DT_F32 || dt == KILN_DT_F64 || dt == KILN_DT_I32 ||
-	                            dt == KILN_DT_I64,
-	                    "f32, f64, i32 or i64", d));
+	                    kiln_dtype_is_float(dt) || dt == KILN_DT_I32 || dt == KILN_DT_I64,
+	                    "a float dtype, i32 or i64", d));
 	for (int i = 0; i < 3; i++) {
 		KILN_TRY(same_dtype(n, i, 0, d));
 		KILN_TRY(need_const(n, i, labels[i], d));

@@ -20,7 +20,7 @@
 /* Default-domain opsets kiln imports; 11..21 is the tested range, the newer
  * ones only added dtypes to the ops kiln has. */
 #define KILN_ONNX_OPSET_MIN 7
-#define KILN_ONNX_OPSET_MAX 25
+#define KILN_ONNX_OPSET_MAX 28
 
 /* protobuf-c leaves absent optional strings NULL. */
 #define KILN_ONNX_STR(s) ((s) ? (s) : "")
