@@ -133,8 +133,20 @@ kiln_status kiln_onnx_expand_function(kiln_onnx_ctx *c, const kiln_onnx_node *on
 
 static const char *const std_functions[] = {
 	"GreaterOrEqual", "LessOrEqual", "Softplus", "Softsign", "ThresholdedRelu",
-	"Celu", "Mish", "Sum", "Mean", "Elu", "Selu",
+	"Celu", "Mish", "Sum", "Mean", "Elu", "Selu", "CastLike",
 };
+
+/* The ONNX TensorProto data-type code of a kiln dtype (Cast's `to`). */
+static int32_t onnx_code(kiln_dtype dt)
+{
+	static const int32_t codes[] = {
+		[KILN_DT_F32] = 1, [KILN_DT_F16] = 10, [KILN_DT_BF16] = 16,
+		[KILN_DT_F64] = 11, [KILN_DT_I64] = 7,  [KILN_DT_I32] = 6,
+		[KILN_DT_I8] = 3,   [KILN_DT_U8] = 2,   [KILN_DT_BOOL] = 9,
+	};
+	_Static_assert(sizeof codes / sizeof *codes == KILN_DTYPE_COUNT, "codes must cover kiln_dtype");
+	return codes[dt];
+}
 
 bool kiln_onnx_is_std_function(const char *op_type)
 {
@@ -168,7 +180,10 @@ kiln_status kiln_onnx_expand_std(kiln_onnx_ctx *c, const kiln_onnx_node *on)
 {
 	const char *op = on->op_type;
 	bool variadic = strcmp(op, "Sum") == 0 || strcmp(op, "Mean") == 0;
-	int want_in = strcmp(op, "GreaterOrEqual") == 0 || strcmp(op, "LessOrEqual") == 0 ? 2 : 1;
+	int want_in = strcmp(op, "GreaterOrEqual") == 0 || strcmp(op, "LessOrEqual") == 0 ||
+	                      strcmp(op, "CastLike") == 0
+	                      ? 2
+	                      : 1;
 	if (variadic ? on->n_in < 1 : on->n_in != want_in)
 		return kiln_onnx_node_error(c, on, KILN_ERR_INVALID_MODEL, "has %d inputs, expected %s%d",
 		                            on->n_in, variadic ? "at least " : "", want_in);
@@ -180,7 +195,8 @@ kiln_status kiln_onnx_expand_std(kiln_onnx_ctx *c, const kiln_onnx_node *on)
 		                                        strcmp(op, "Celu") == 0 ||
 		                                        strcmp(op, "Elu") == 0 ||
 		                                        strcmp(op, "Selu") == 0)) ||
-		          (strcmp(an, "gamma") == 0 && strcmp(op, "Selu") == 0);
+		          (strcmp(an, "gamma") == 0 && strcmp(op, "Selu") == 0) ||
+		          (strcmp(an, "saturate") == 0 && strcmp(op, "CastLike") == 0);
 		if (!ok)
 			return kiln_onnx_node_error(c, on, KILN_ERR_UNSUPPORTED,
 			                            "attribute '%s' is not supported", an);
@@ -198,6 +214,14 @@ kiln_status kiln_onnx_expand_std(kiln_onnx_ctx *c, const kiln_onnx_node *on)
 	const char *y = on->out[0];
 	kiln_value *out, *t1, *t2, *t3, *t4;
 
+	if (strcmp(op, "CastLike") == 0) {
+		/* Cast to the second input's dtype (saturate only matters for float8). */
+		kiln_node *n;
+		KILN_TRY(kiln_onnx_add(c, on, KILN_OP_CAST, NULL, x, 1, &y, 1, &n));
+		if (kiln_node_set_int(c->g, n, "to", onnx_code(x[1]->type.dtype)) != KILN_OK)
+			return kiln_diag_error(c->d, KILN_ERR_OOM, NULL, "out of memory");
+		return kiln_onnx_finish(c, n);
+	}
 	if (strcmp(op, "GreaterOrEqual") == 0 || strcmp(op, "LessOrEqual") == 0) {
 		/* Or(Greater|Less, Equal), with Or on bools written as Where. */
 		kiln_value *yes = kiln_onnx_scalar(c, on->name, "true", KILN_DT_BOOL, 1.0);
