@@ -7,10 +7,11 @@
 static const struct {
 	const char *name;
 	size_t size;
+	int32_t onnx; /* ONNX TensorProto.DataType code */
 } dtypes[] = {
-	[KILN_DT_F32] = {"f32", 4}, [KILN_DT_F16] = {"f16", 2}, [KILN_DT_BF16] = {"bf16", 2},
-	[KILN_DT_F64] = {"f64", 8}, [KILN_DT_I64] = {"i64", 8}, [KILN_DT_I32] = {"i32", 4},
-	[KILN_DT_I8] = {"i8", 1},   [KILN_DT_U8] = {"u8", 1},   [KILN_DT_BOOL] = {"bool", 1},
+	[KILN_DT_F32] = {"f32", 4, 1},  [KILN_DT_F16] = {"f16", 2, 10}, [KILN_DT_BF16] = {"bf16", 2, 16},
+	[KILN_DT_F64] = {"f64", 8, 11}, [KILN_DT_I64] = {"i64", 8, 7},  [KILN_DT_I32] = {"i32", 4, 6},
+	[KILN_DT_I8] = {"i8", 1, 3},    [KILN_DT_U8] = {"u8", 1, 2},    [KILN_DT_BOOL] = {"bool", 1, 9},
 };
 _Static_assert(sizeof dtypes / sizeof *dtypes == KILN_DTYPE_COUNT, "dtypes must cover kiln_dtype");
 
@@ -43,6 +44,22 @@ bool kiln_dtype_parse(const char *s, kiln_dtype *out)
 		}
 	}
 	return false;
+}
+
+bool kiln_dtype_from_onnx(int64_t code, kiln_dtype *out)
+{
+	for (int i = 0; i < KILN_DTYPE_COUNT; i++) {
+		if (dtypes[i].onnx == code) {
+			*out = (kiln_dtype)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+int32_t kiln_dtype_to_onnx(kiln_dtype dt)
+{
+	return (unsigned)dt < KILN_DTYPE_COUNT ? dtypes[dt].onnx : 0;
 }
 
 static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

@@ -45,6 +45,13 @@ void *kiln_arena_memdup(kiln_arena *a, const void *p, size_t size);
 /* Bytes handed out so far (for reports and tests). */
 size_t kiln_arena_used(const kiln_arena *a);
 
+/* ---- ONNX data-type codes (dtype.c) ------------------------------------ */
+
+/* Cast's `to` (and QuantizeLinear's output_dtype) hold ONNX TensorProto
+ * data-type codes in the IR, as in the ONNX file. */
+bool kiln_dtype_from_onnx(int64_t code, kiln_dtype *out);
+int32_t kiln_dtype_to_onnx(kiln_dtype dt);
+
 /* ---- diag.c ----------------------------------------------------------- */
 
 struct kiln_node;

@@ -205,23 +205,6 @@ static kiln_status product(const kiln_node *n, const int64_t *dims, int count, i
 	return KILN_OK;
 }
 
-/* ONNX TensorProto data-type codes kiln has a dtype for. */
-static bool onnx_dtype(int64_t code, kiln_dtype *out)
-{
-	switch (code) {
-	case 1: *out = KILN_DT_F32; return true;
-	case 2: *out = KILN_DT_U8; return true;
-	case 3: *out = KILN_DT_I8; return true;
-	case 6: *out = KILN_DT_I32; return true;
-	case 7: *out = KILN_DT_I64; return true;
-	case 9: *out = KILN_DT_BOOL; return true;
-	case 10: *out = KILN_DT_F16; return true;
-	case 11: *out = KILN_DT_F64; return true;
-	case 16: *out = KILN_DT_BF16; return true;
-	default: return false;
-	}
-}
-
 /* Checks a string attribute against its allowed values (NULL-terminated). */
 static kiln_status enum_attr(const kiln_node *n, const char *name, const char *dflt,
                              const char *const *allowed, const char **out, kiln_diag *d)
@@ -544,7 +527,7 @@ static kiln_status kiln_shape_layer_norm(kiln_node *n, kiln_diag *d)
 	}
 	kiln_dtype stash;
 	int64_t code = kiln_node_int(n, "stash_type", 1);
-	if (!onnx_dtype(code, &stash) || !kiln_dtype_is_float(stash))
+	if (!kiln_dtype_from_onnx(code, &stash) || !kiln_dtype_is_float(stash))
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "stash_type %lld is not supported",
 		                       (long long)code);
 	set_out(n, 0, x);
@@ -1232,7 +1215,7 @@ static kiln_status kiln_shape_cast(kiln_node *n, kiln_diag *d)
 	if (!to || to->kind != KILN_ATTR_INT)
 		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "attribute 'to' is required");
 	kiln_type t = *in_type(n, 0);
-	if (!onnx_dtype(to->u.i, &t.dtype))
+	if (!kiln_dtype_from_onnx(to->u.i, &t.dtype))
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
 		                       "cast to ONNX data type %lld is not supported", (long long)to->u.i);
 	set_out(n, 0, &t);
@@ -1438,7 +1421,7 @@ static kiln_status kiln_shape_quantize(kiln_node *n, kiln_diag *d)
 	KILN_TRY(quant_params(n, d));
 	int64_t code = kiln_node_int(n, "output_dtype", 0);
 	kiln_dtype dt = KILN_DT_U8;
-	if (code != 0 && !onnx_dtype(code, &dt))
+	if (code != 0 && !kiln_dtype_from_onnx(code, &dt))
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
 		                       "output_dtype %lld is not supported (u8 or i8)", (long long)code);
 	if (has_in(n, 2)) {

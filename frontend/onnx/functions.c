@@ -136,17 +136,6 @@ static const char *const std_functions[] = {
 	"Celu", "Mish", "Sum", "Mean", "Elu", "Selu", "CastLike",
 };
 
-/* The ONNX TensorProto data-type code of a kiln dtype (Cast's `to`). */
-static int32_t onnx_code(kiln_dtype dt)
-{
-	static const int32_t codes[] = {
-		[KILN_DT_F32] = 1, [KILN_DT_F16] = 10, [KILN_DT_BF16] = 16,
-		[KILN_DT_F64] = 11, [KILN_DT_I64] = 7,  [KILN_DT_I32] = 6,
-		[KILN_DT_I8] = 3,   [KILN_DT_U8] = 2,   [KILN_DT_BOOL] = 9,
-	};
-	_Static_assert(sizeof codes / sizeof *codes == KILN_DTYPE_COUNT, "codes must cover kiln_dtype");
-	return codes[dt];
-}
 
 bool kiln_onnx_is_std_function(const char *op_type)
 {
@@ -218,7 +207,7 @@ kiln_status kiln_onnx_expand_std(kiln_onnx_ctx *c, const kiln_onnx_node *on)
 		/* Cast to the second input's dtype (saturate only matters for float8). */
 		kiln_node *n;
 		KILN_TRY(kiln_onnx_add(c, on, KILN_OP_CAST, NULL, x, 1, &y, 1, &n));
-		if (kiln_node_set_int(c->g, n, "to", onnx_code(x[1]->type.dtype)) != KILN_OK)
+		if (kiln_node_set_int(c->g, n, "to", kiln_dtype_to_onnx(x[1]->type.dtype)) != KILN_OK)
 			return kiln_diag_error(c->d, KILN_ERR_OOM, NULL, "out of memory");
 		return kiln_onnx_finish(c, n);
 	}

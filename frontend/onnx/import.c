@@ -1066,7 +1066,7 @@ static kiln_status declared_type(kiln_onnx_ctx *c, const Onnx__ValueInfoProto *v
 		                       "sparse tensors are not supported)", what, name);
 	const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
 	int32_t code = tt->has_elem_type ? tt->elem_type : 0;
-	if (!kiln_onnx_dtype(code, &t->dtype))
+	if (!kiln_dtype_from_onnx(code, &t->dtype))
 		return kiln_diag_error(c->d, KILN_ERR_UNSUPPORTED, NULL,
 		                       "%s '%s' has data type %s (%d), which kiln does not support",
 		                       what, name, kiln_onnx_dtype_name(code), (int)code);
@@ -1264,7 +1264,7 @@ static kiln_status add_outputs(kiln_onnx_ctx *c)
 		    tp->tensor_type->has_elem_type && tp->tensor_type->elem_type != 0) {
 			int32_t code = tp->tensor_type->elem_type;
 			kiln_dtype dt;
-			if (!kiln_onnx_dtype(code, &dt) || dt != v->type.dtype)
+			if (!kiln_dtype_from_onnx(code, &dt) || dt != v->type.dtype)
 				return kiln_diag_error(c->d, KILN_ERR_SHAPE, NULL,
 				                       "graph output '%s' is declared %s, but kiln infers %s",
 				                       name, kiln_onnx_dtype_name(code),

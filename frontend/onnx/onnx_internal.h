@@ -116,8 +116,6 @@ float kiln_onnx_attr_float(const kiln_onnx_node *on, const char *name, float dfl
 
 /* ---- tensor.c ---------------------------------------------------------- */
 
-/* ONNX TensorProto.DataType code -> kiln dtype; false if kiln has none. */
-bool kiln_onnx_dtype(int32_t code, kiln_dtype *out);
 /* "FLOAT", "STRING", ... for messages ("UNKNOWN" for codes past the table). */
 const char *kiln_onnx_dtype_name(int32_t code);
 

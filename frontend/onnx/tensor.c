@@ -11,22 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-bool kiln_onnx_dtype(int32_t code, kiln_dtype *out)
-{
-	switch (code) {
-	case 1: *out = KILN_DT_F32; return true;
-	case 2: *out = KILN_DT_U8; return true;
-	case 3: *out = KILN_DT_I8; return true;
-	case 6: *out = KILN_DT_I32; return true;
-	case 7: *out = KILN_DT_I64; return true;
-	case 9: *out = KILN_DT_BOOL; return true;
-	case 10: *out = KILN_DT_F16; return true;
-	case 11: *out = KILN_DT_F64; return true;
-	case 16: *out = KILN_DT_BF16; return true;
-	default: return false;
-	}
-}
-
 const char *kiln_onnx_dtype_name(int32_t code)
 {
 	static const char *const names[] = {
@@ -47,7 +31,7 @@ kiln_status kiln_onnx_tensor_type(const Onnx__TensorProto *tp, const char *what,
 	int32_t code = tp->has_data_type ? tp->data_type : 0;
 	if (code == 0)
 		return kiln_diag_error(d, KILN_ERR_INVALID_MODEL, NULL, "%s has no data type", what);
-	if (!kiln_onnx_dtype(code, &t->dtype))
+	if (!kiln_dtype_from_onnx(code, &t->dtype))
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, NULL,
 		                       "%s has data type %s (%d), which kiln does not support",
 		                       what, kiln_onnx_dtype_name(code), (int)code);

@@ -333,6 +333,31 @@ static void test_op_table(void **state)
 
 /* ---- dtypes and half floats ---- */
 
+/* TensorProto.DataType codes, from the ONNX spec. */
+static void test_dtype_onnx_codes(void **state)
+{
+	static const struct {
+		int32_t code;
+		kiln_dtype dt;
+	} known[] = {
+		{1, KILN_DT_F32}, {2, KILN_DT_U8},   {3, KILN_DT_I8},   {6, KILN_DT_I32},  {7, KILN_DT_I64},
+		{9, KILN_DT_BOOL}, {10, KILN_DT_F16}, {11, KILN_DT_F64}, {16, KILN_DT_BF16},
+	};
+	for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+		kiln_dtype dt = KILN_DTYPE_COUNT;
+		assert_true(kiln_dtype_from_onnx(known[i].code, &dt));
+		assert_int_equal(dt, known[i].dt);
+		assert_int_equal(kiln_dtype_to_onnx(known[i].dt), known[i].code);
+	}
+	/* UNDEFINED, UINT16, INT16, STRING, UINT32, UINT64, COMPLEX64, FLOAT8E4M3FN */
+	static const int64_t unknown[] = {0, 4, 5, 8, 12, 13, 14, 17, -1, 1000};
+	for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+		kiln_dtype dt = KILN_DT_F32;
+		assert_false(kiln_dtype_from_onnx(unknown[i], &dt));
+	}
+	(void)state;
+}
+
 static void test_dtypes(void **state)
 {
 	(void)state;
@@ -684,6 +709,7 @@ int main(void)
 		cmocka_unit_test(test_builder_make_const),
 		cmocka_unit_test(test_op_table),
 		cmocka_unit_test(test_dtypes),
+		cmocka_unit_test(test_dtype_onnx_codes),
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_f16),
 		cmocka_unit_test(test_bf16),
