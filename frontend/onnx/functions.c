@@ -133,7 +133,7 @@ kiln_status kiln_onnx_expand_function(kiln_onnx_ctx *c, const kiln_onnx_node *on
 
 static const char *const std_functions[] = {
 	"GreaterOrEqual", "LessOrEqual", "Softplus", "Softsign", "ThresholdedRelu",
-	"Celu", "Mish", "Sum", "Mean", "Elu", "Selu", "CastLike",
+	"Celu", "Mish", "Sum", "Mean", "Elu", "Selu", "CastLike", "Size",
 };
 
 
@@ -203,6 +203,15 @@ kiln_status kiln_onnx_expand_std(kiln_onnx_ctx *c, const kiln_onnx_node *on)
 	const char *y = on->out[0];
 	kiln_value *out, *t1, *t2, *t3, *t4;
 
+	if (strcmp(op, "Size") == 0) {
+		/* Shapes are static: the element count is a constant (Identity of
+		 * an i64 constant folds away at import). */
+		kiln_value *count = kiln_onnx_scalar(c, on->name, "numel", KILN_DT_I64,
+		                                     (double)kiln_type_numel(&x[0]->type));
+		if (!count)
+			return KILN_ERR_OOM;
+		return FIN1(KILN_OP_IDENTITY, count);
+	}
 	if (strcmp(op, "CastLike") == 0) {
 		/* Cast to the second input's dtype (saturate only matters for float8). */
 		kiln_node *n;
