@@ -186,32 +186,3 @@ done:
 		free(out);
 	return s;
 }
-
-double *kiln_load_f64(const kiln_tensor *t)
-{
-	int64_t n = kiln_tensor_numel(t);
-	double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-	if (!v)
-		return NULL;
-	for (int64_t i = 0; i < n; i++)
-		v[i] = kiln_tensor_get_f64(t, i);
-	return v;
-}
-
-float *kiln_load_f32(const kiln_tensor *t)
-{
-	int64_t n = kiln_tensor_numel(t);
-	float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-	if (!v)
-		return NULL;
-	for (int64_t i = 0; i < n; i++)
-		v[i] = (float)kiln_tensor_get_f64(t, i);
-	return v;
-}
-
-void kiln_store_f64(kiln_tensor *t, const double *v)
-{
-	int64_t n = kiln_tensor_numel(t);
-	for (int64_t i = 0; i < n; i++)
-		kiln_tensor_set_f64(t, i, v[i]);
-}

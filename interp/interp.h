@@ -49,6 +49,13 @@ int64_t kiln_tensor_get_i64(const kiln_tensor *t, int64_t i);
  * like C casts; bool is v != 0). */
 void kiln_tensor_set_f64(kiln_tensor *t, int64_t i, double v);
 void kiln_tensor_set_i64(kiln_tensor *t, int64_t i, int64_t v);
+/* t's elements converted to double / float, malloc'd (caller frees; at least
+ * one element is allocated so an empty tensor still gives non-NULL).
+ * NULL on OOM. For the generic (non-f32) kernel paths. */
+double *kiln_load_f64(const kiln_tensor *t);
+float *kiln_load_f32(const kiln_tensor *t);
+/* Stores numel(t) values into t, converting to its dtype. */
+void kiln_store_f64(kiln_tensor *t, const double *v);
 /* C-order strides (in elements) of t's shape. */
 void kiln_strides(const kiln_type *t, int64_t *strides);
 /* For an output of shape `out`, the flat offset into `in` (broadcast to out:

@@ -5,7 +5,7 @@
  * f32 runs as im2col + OpenBLAS sgemm per group (Conv) or sgemm + col2im
  * (ConvTranspose); other float dtypes run direct loops in double. Spatial
  * dims are padded to three (size 1, stride 1) so one loop nest serves all. */
-#include "interp_session.h"
+#include "interp.h"
 
 #include <cblas.h>
 #include <limits.h>

@@ -3,7 +3,7 @@
  * f32 runs on OpenBLAS sgemm (per batch for MatMul). f64 accumulates in
  * double, f16/bf16 in f32 (like onnxruntime), integers in int64 and wrap to
  * the output dtype. */
-#include "interp_session.h"
+#include "interp.h"
 
 #include <cblas.h>
 #include <limits.h>

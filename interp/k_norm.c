@@ -1,7 +1,7 @@
 /* k_norm.c — BatchNormalization (inference), LayerNormalization, Softmax and
  * LogSoftmax (ONNX opset 21). All arithmetic is in double; Softmax and
  * LogSoftmax subtract the maximum before exponentiating. */
-#include "interp_session.h"
+#include "interp.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * positions inside the input, or with count_include_pad the positions inside
  * the explicitly padded input: the tail of a ceil_mode window beyond the
  * padding is never counted (as in the ONNX reference and onnxruntime). */
-#include "interp_session.h"
+#include "interp.h"
 
 #include <math.h>
 

@@ -5,7 +5,7 @@
  * dtype; integer means divide the int64 sum, truncating). Empty reductions
  * give 0 (Sum), NaN (Mean), and the dtype's lowest (Max) / highest (Min)
  * value: -inf / +inf for floats. Max and Min propagate NaN. */
-#include "interp_session.h"
+#include "interp.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * product of their weights times the source element. Indices outside the
  * input clamp to the edge (the reference pads with edge values). Integer
  * outputs round half to even and saturate, like the reference. */
-#include "interp_session.h"
+#include "interp.h"
 
 #include <math.h>
 #include <stdlib.h>

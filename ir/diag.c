@@ -39,6 +39,24 @@ void kiln_diag_init(kiln_diag *d, const char *file)
 	d->file = file;
 }
 
+kiln_diag *kiln_diag_enter(kiln_diag *d, kiln_diag *local, const char *file, const char **saved)
+{
+	if (!d) {
+		kiln_diag_init(local, NULL);
+		local->fn = NULL;
+		d = local;
+	}
+	*saved = d->file;
+	if (!d->file)
+		d->file = file;
+	return d;
+}
+
+void kiln_diag_leave(kiln_diag *d, const char *saved)
+{
+	d->file = saved;
+}
+
 static void emit(kiln_diag *d, const char *msg)
 {
 	snprintf(d->last, sizeof d->last, "%s", msg);

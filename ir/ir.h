@@ -12,6 +12,7 @@
  *   shape.c      one shape rule per op (from ops.def), window geometry,
  *                broadcasting
  *   verify.c     the verifier
+ *   cost.c       per-node cost estimates (FLOPs)
  *   text_print.c textual IR printer
  *   text_parse.c textual IR parser
  */
@@ -65,6 +66,12 @@ kiln_status kiln_diag_verror(kiln_diag *d, kiln_status status,
                              const struct kiln_node *node, const char *fmt, va_list ap);
 /* A line without the "error" count (notes, warnings). */
 void kiln_diag_note(kiln_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* At a public entry point that reads `file`: returns d, or `local` set up as a
+ * silent sink when d is NULL, with `file` as the message prefix unless the
+ * caller named one. *saved keeps the caller's prefix for kiln_diag_leave. */
+kiln_diag *kiln_diag_enter(kiln_diag *d, kiln_diag *local, const char *file, const char **saved);
+void kiln_diag_leave(kiln_diag *d, const char *saved);
 
 /* One-line checks. KILN_ENSURE reports and returns `status` from the caller. */
 #define KILN_ENSURE(diag, cond, status, node, ...)                                  \
@@ -288,6 +295,11 @@ kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d
 
 /* Normalises a possibly negative axis against rank; false if out of range. */
 bool kiln_axis_norm(int64_t axis, int rank, int *out);
+
+/* ---- cost.c ----------------------------------------------------------- */
+
+/* FLOPs estimate of one node (0 for data movement); rules in cost.c. */
+int64_t kiln_node_flops(const kiln_node *n);
 
 /* ---- verify.c / text_print.c / text_parse.c: see kiln.h ---------------- */
 

@@ -1191,9 +1191,9 @@ kiln_status kiln_graph_parse(const char *text, const char *filename, kiln_graph 
 	if (!text || !out)
 		return kiln_diag_error(d, KILN_ERR_INVALID_ARG, NULL,
 		                       "kiln_graph_parse: NULL text or output");
-	const char *saved_file = d ? d->file : NULL;
-	if (d && !d->file)
-		d->file = filename;
+	kiln_diag local;
+	const char *saved_file;
+	d = kiln_diag_enter(d, &local, filename, &saved_file);
 	parser ps = {.src = text, .p = text, .d = d};
 	kiln_status s = parse_graph(&ps);
 	sym_free(&ps.values);
@@ -1206,7 +1206,6 @@ kiln_status kiln_graph_parse(const char *text, const char *filename, kiln_graph 
 		*out = ps.g;
 	else
 		kiln_graph_destroy(ps.g);
-	if (d)
-		d->file = saved_file;
+	kiln_diag_leave(d, saved_file);
 	return s;
 }

@@ -1406,15 +1406,9 @@ kiln_status kiln_onnx_import(const char *path, const kiln_import_opts *opts,
 {
 	static const kiln_import_opts no_opts;
 	kiln_diag local;
+	const char *saved_file;
 	*out = NULL;
-	if (!d) {
-		kiln_diag_init(&local, NULL);
-		local.fn = NULL;
-		d = &local;
-	}
-	const char *saved_file = d->file;
-	if (!d->file)
-		d->file = path;
+	d = kiln_diag_enter(d, &local, path, &saved_file);
 	kiln_onnx_ctx c = {.d = d, .opts = opts ? opts : &no_opts};
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -1436,6 +1430,6 @@ kiln_status kiln_onnx_import(const char *path, const kiln_import_opts *opts,
 		*out = c.g;
 	else
 		kiln_graph_destroy(c.g);
-	d->file = saved_file;
+	kiln_diag_leave(d, saved_file);
 	return s;
 }

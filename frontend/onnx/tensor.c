@@ -265,14 +265,8 @@ kiln_status kiln_onnx_read_tensor(const char *path, kiln_tensor *t, char **name,
 	if (name)
 		*name = NULL;
 	kiln_diag local;
-	if (!d) {
-		kiln_diag_init(&local, NULL);
-		local.fn = NULL;
-		d = &local;
-	}
-	const char *saved_file = d->file;
-	if (!d->file)
-		d->file = path;
+	const char *saved_file;
+	d = kiln_diag_enter(d, &local, path, &saved_file);
 
 	uint8_t *buf;
 	size_t len;
@@ -317,6 +311,6 @@ done:
 	if (tp)
 		onnx__tensor_proto__free_unpacked(tp, NULL);
 	free(buf);
-	d->file = saved_file;
+	kiln_diag_leave(d, saved_file);
 	return s;
 }
