@@ -17,6 +17,8 @@
 extern "C" {
 #endif
 
+#define KILN_VERSION "0.1.0"
+
 /* Append only: never reorder (values are part of tests and artefacts). */
 typedef enum kiln_status {
 	KILN_OK = 0,
@@ -172,6 +174,55 @@ int kiln_interp_n_outputs(const kiln_interp *it);
 /* Valid until the next run or destroy. */
 const kiln_tensor *kiln_interp_output(const kiln_interp *it, int i);
 void kiln_interp_destroy(kiln_interp *it);
+
+/* ---- Compiling to native code (codegen/cpu) ---------------------------- */
+
+/* Append only. */
+typedef enum kiln_emit {
+	KILN_EMIT_SO = 0, /* shared object exporting kiln_model (docs/abi.md) */
+	KILN_EMIT_OBJ,    /* relocatable object, the same code */
+	KILN_EMIT_ASM,    /* target assembly, for reading */
+	KILN_EMIT_LLVM,   /* textual LLVM IR after optimisation, for reading */
+	KILN_EMIT_HEADER, /* typed C header: sizes as macros, a run wrapper */
+	KILN_EMIT_COUNT
+} kiln_emit;
+
+typedef struct kiln_compile_opts {
+	const char *triple; /* NULL: the host's */
+	const char *cpu;    /* NULL or "native": the host CPU; "generic",
+	                     * "x86-64-v3", "x86-64-v4", or any LLVM CPU name */
+	int opt_level;      /* 0..3; 0 runs one kernel per op with light LLVM opts */
+	const char *name;   /* C identifier used in the header; NULL: from the graph */
+	/* Progress of long stages (may be NULL): stage name, done of total. */
+	void (*progress)(void *user, const char *stage, int done, int total);
+	void *progress_user;
+} kiln_compile_opts;
+
+typedef struct kiln_compile_stats {
+	int n_kernels;
+	int64_t arena_bytes;          /* the planned arena */
+	int64_t intermediate_bytes;   /* sum of all intermediate tensors */
+	int64_t thread_scratch_bytes; /* per thread */
+	int64_t weight_bytes;         /* read-only data */
+	double seconds_lower;         /* graph -> LLVM module */
+	double seconds_optimize;      /* LLVM pass pipeline */
+	double seconds_codegen;       /* machine code, on first emit */
+} kiln_compile_stats;
+
+typedef struct kiln_compiled kiln_compiled;
+
+/* Lowers a verified, statically shaped graph to an optimised LLVM module for
+ * the target. Fails with KILN_ERR_UNSUPPORTED naming the node when an op or
+ * dtype has no CPU kernel. The graph may be destroyed afterwards. */
+kiln_status kiln_compile(const kiln_graph *g, const kiln_compile_opts *opts,
+                         kiln_compiled **out, kiln_diag *d);
+/* Writes one form to path through a temporary file renamed on success: no
+ * half-written output. Linking a .so runs the system C compiler driver
+ * (cc, or <triple>-gcc when cross-compiling). */
+kiln_status kiln_compiled_emit(kiln_compiled *c, kiln_emit what, const char *path,
+                               kiln_diag *d);
+const kiln_compile_stats *kiln_compiled_stats(const kiln_compiled *c);
+void kiln_compiled_destroy(kiln_compiled *c);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,9 @@
  *   cmd_common.c   what every command shares: usage errors, --shape parsing,
  *                  loading a model (.onnx or .kir)
  *   cmd_inspect.c  kiln inspect: textual IR and a summary (ops, FLOPs, params)
- *   cmd_run.c      kiln run: the reference interpreter on .npy inputs
+ *   cmd_run.c      kiln run: the interpreter, or a compiled .so through
+ *                  libkiln_rt, on .npy inputs
+ *   cmd_compile.c  kiln compile: a model to a .so (+ header), .o, asm, LLVM IR
  *
  * Exit codes: 0 success, 1 an error in a file or while running (the message
  * names the file), 2 a usage error (bad flag or argument). */
@@ -13,7 +15,6 @@
 
 #include "kiln.h"
 
-#define KILN_VERSION "0.1.0"
 
 enum {
 	KILN_EXIT_OK = 0,
@@ -31,6 +32,7 @@ typedef struct kiln_command {
 
 extern const kiln_command kiln_cmd_inspect;
 extern const kiln_command kiln_cmd_run;
+extern const kiln_command kiln_cmd_compile;
 
 /* Prints "kiln: MESSAGE" and "Run 'kiln CMD --help' for usage." to stderr;
  * returns KILN_EXIT_USAGE. cmd NULL points at `kiln --help`. */

@@ -4,6 +4,7 @@
 #include "interp.h"
 #include "ir.h"
 #include "npy.h"
+#include "kiln_rt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,10 +18,12 @@
 
 static const char help[] =
 	"usage: kiln run MODEL [FILE.npy ...] [--input NAME=FILE.npy ...]\n"
-	"                [--output-dir DIR] [--shape NAME=DIMS ...] [--print]\n"
+	"                [--output-dir DIR] [--shape NAME=DIMS ...] [--threads N] [--print]\n"
 	"\n"
-	"Runs MODEL (.onnx, or textual IR if the name ends in .kir) with kiln's\n"
-	"reference interpreter and writes each output to DIR/<output name>.npy.\n"
+	"Runs MODEL and writes each output to DIR/<output name>.npy. MODEL is an\n"
+	"ONNX file or textual IR (a name ending in .kir), run with kiln's reference\n"
+	"interpreter, or a compiled model (.so from `kiln compile`), run with the\n"
+	"runtime libkiln_rt.\n"
 	"\n"
 	"Inputs are .npy files, given by name with --input or positionally in the\n"
 	"order of the model's inputs (both may be mixed: positional files fill the\n"
@@ -38,11 +41,14 @@ static const char help[] =
 	"                       if missing)\n"
 	"  --shape NAME=DIMS    pin the shape of ONNX input NAME, dims joined by 'x'\n"
 	"                       (e.g. --shape input=1x3x224x224); repeatable\n"
+	"  --threads N          threads for a compiled model (default $KILN_NUM_THREADS,\n"
+	"                       else all cores)\n"
 	"  --print              print each output's type, first elements, min/max/mean\n"
 	"  -h, --help           print this help\n"
 	"\n"
 	"examples:\n"
 	"  kiln run examples/mlp.onnx examples/mlp_input.npy --print\n"
+	"  kiln run mlp.so examples/mlp_input.npy --threads 2\n"
 	"  kiln run model.onnx --input input_ids=ids.npy --input mask=mask.npy \\\n"
 	"           --output-dir out\n"
 	"\n"
@@ -60,6 +66,7 @@ typedef struct run_args {
 	int n_named;
 	const char **files; /* positional .npy files */
 	int n_files;
+	int threads; /* 0: the runtime's default */
 } run_args;
 
 static void run_args_free(run_args *a)
@@ -105,6 +112,13 @@ static int parse_args(int argc, char **argv, run_args *a)
 			if (!value || !*value)
 				return kiln_cli_usage("run", "--output-dir needs a directory");
 			a->output_dir = value;
+		} else if (kiln_cli_flag(argv, argc, &i, "--threads", &value)) {
+			char *end;
+			long t = value ? strtol(value, &end, 10) : 0;
+			if (!value || !*value || *end || t < 1 || t > 1024)
+				return kiln_cli_usage("run", "--threads needs a count from 1 to 1024, got '%s'",
+				                      value ? value : "");
+			a->threads = (int)t;
 		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
 			if (!value)
 				return kiln_cli_usage("run", "--shape needs a value NAME=DIMxDIM...");
@@ -324,10 +338,10 @@ static void print_output(const char *name, const kiln_tensor *t)
 	printf("\n");
 }
 
-/* Writes every output; names[i] gets the sanitised file name. */
-static int write_outputs(const run_args *a, const kiln_graph *g, const kiln_interp *it)
+/* Writes every output (out_names[i], outs[i]) as DIR/<sanitised name>.npy. */
+static int write_outputs(const run_args *a, int n, const char *const *out_names,
+                         const kiln_tensor *outs)
 {
-	int n = kiln_interp_n_outputs(it);
 	char **names = calloc((size_t)n + 1, sizeof *names);
 	if (!names) {
 		fprintf(stderr, "kiln: out of memory\n");
@@ -335,7 +349,7 @@ static int write_outputs(const run_args *a, const kiln_graph *g, const kiln_inte
 	}
 	int rc = make_dirs(a->output_dir);
 	for (int i = 0; i < n && rc == KILN_EXIT_OK; i++) {
-		const char *name = g->outputs[i]->name;
+		const char *name = out_names[i];
 		names[i] = sanitise(name, i, false);
 		for (int k = 0; names[i] && k < i; k++) {
 			if (!strcmp(names[i], names[k])) {
@@ -351,7 +365,7 @@ static int write_outputs(const run_args *a, const kiln_graph *g, const kiln_inte
 			break;
 		}
 		sprintf(path, "%s/%s.npy", a->output_dir, names[i]);
-		const kiln_tensor *t = kiln_interp_output(it, i);
+		const kiln_tensor *t = &outs[i];
 		kiln_diag d;
 		kiln_diag_init(&d, path);
 		if (kiln_npy_write(path, t, &d) != KILN_OK) {
@@ -371,6 +385,109 @@ static int write_outputs(const run_args *a, const kiln_graph *g, const kiln_inte
 	return rc;
 }
 
+/* True if path is an ELF file (a compiled model) rather than ONNX or IR. */
+static bool is_artefact(const char *path)
+{
+	unsigned char magic[4] = {0};
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	size_t n = fread(magic, 1, 4, f);
+	fclose(f);
+	return n == 4 && !memcmp(magic, "\x7f" "ELF", 4);
+}
+
+/* kiln run model.so: the runtime runs it; inputs are matched and read as
+ * for a graph, through a graph holding just the artefact's inputs. */
+static int run_artefact(run_args *a)
+{
+	if (a->pins.n)
+		return kiln_cli_usage("run", "--shape does not apply to a compiled model: its "
+		                      "shapes were fixed by `kiln compile`");
+	char err[1024];
+	kiln_rt_model_t *m = NULL;
+	if (kiln_rt_model_load(a->model, &m, err, sizeof err) != KILN_RT_OK) {
+		fprintf(stderr, "%s\n", err);
+		return KILN_EXIT_ERROR;
+	}
+	int n_in = kiln_rt_model_n_inputs(m), n_out = kiln_rt_model_n_outputs(m);
+	kiln_graph *g = kiln_graph_create(kiln_rt_model_name(m), NULL);
+	const char **files = calloc((size_t)n_in + 1, sizeof *files);
+	kiln_tensor *inputs = calloc((size_t)n_in + 1, sizeof *inputs);
+	kiln_rt_tensor *rin = calloc((size_t)n_in + 1, sizeof *rin);
+	kiln_rt_tensor *rout = calloc((size_t)n_out + 1, sizeof *rout);
+	kiln_tensor *outs = calloc((size_t)n_out + 1, sizeof *outs);
+	const char **names = calloc((size_t)n_out + 1, sizeof *names);
+	int rc = KILN_EXIT_OK;
+	if (!g || !files || !inputs || !rin || !rout || !outs || !names) {
+		fprintf(stderr, "kiln: out of memory\n");
+		rc = KILN_EXIT_ERROR;
+	}
+	for (int i = 0; rc == KILN_EXIT_OK && i < n_in; i++) {
+		const kiln_abi_tensor *t = kiln_rt_model_input(m, i);
+		kiln_type ty = {.dtype = (kiln_dtype)t->dtype, .rank = t->rank};
+		memcpy(ty.dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+		if (!kiln_graph_add_input(g, t->name, &ty)) {
+			fprintf(stderr, "kiln: out of memory\n");
+			rc = KILN_EXIT_ERROR;
+		}
+	}
+	if (rc == KILN_EXIT_OK)
+		rc = assign_inputs(a, g, files);
+	for (int i = 0; i < n_in && rc == KILN_EXIT_OK; i++) {
+		rc = read_input(files[i], g->inputs[i], &inputs[i]);
+		if (rc == KILN_EXIT_OK) {
+			rin[i].dtype = (int32_t)inputs[i].type.dtype;
+			rin[i].rank = inputs[i].type.rank;
+			memcpy(rin[i].dims, inputs[i].type.dims, sizeof rin[i].dims);
+			rin[i].data = inputs[i].data;
+		}
+	}
+	for (int i = 0; i < n_out && rc == KILN_EXIT_OK; i++) {
+		const kiln_abi_tensor *t = kiln_rt_model_output(m, i);
+		names[i] = t->name;
+		outs[i].type = (kiln_type){.dtype = (kiln_dtype)t->dtype, .rank = t->rank};
+		memcpy(outs[i].type.dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+		outs[i].data = malloc(t->bytes ? (size_t)t->bytes : 1);
+		rout[i] = (kiln_rt_tensor){.dtype = t->dtype, .rank = t->rank, .data = outs[i].data};
+		memcpy(rout[i].dims, t->dims, sizeof rout[i].dims);
+		if (!outs[i].data) {
+			fprintf(stderr, "kiln: out of memory\n");
+			rc = KILN_EXIT_ERROR;
+		}
+	}
+	kiln_rt_session_t *s = NULL;
+	if (rc == KILN_EXIT_OK) {
+		kiln_rt_session_opts o = {.n_threads = a->threads};
+		kiln_rt_status st = kiln_rt_session_create(m, &o, &s);
+		if (st != KILN_RT_OK) {
+			fprintf(stderr, "%s: cannot create a session: %s\n", a->model, kiln_rt_status_str(st));
+			rc = KILN_EXIT_ERROR;
+		} else if (kiln_rt_session_run(s, rin, n_in, rout, n_out) != KILN_RT_OK) {
+			fprintf(stderr, "%s: %s\n", a->model, kiln_rt_session_error(s));
+			rc = KILN_EXIT_ERROR;
+		}
+	}
+	if (rc == KILN_EXIT_OK)
+		rc = write_outputs(a, n_out, names, outs);
+	if (s)
+		kiln_rt_session_free(s);
+	for (int i = 0; i < n_in && inputs; i++)
+		free(inputs[i].data);
+	for (int i = 0; i < n_out && outs; i++)
+		free(outs[i].data);
+	free(files);
+	free(inputs);
+	free(rin);
+	free(rout);
+	free(outs);
+	free(names);
+	if (g)
+		kiln_graph_destroy(g);
+	kiln_rt_model_free(m);
+	return rc;
+}
+
 static int run_main(int argc, char **argv)
 {
 	run_args a = {0};
@@ -378,6 +495,15 @@ static int run_main(int argc, char **argv)
 	if (rc != KILN_EXIT_OK) {
 		run_args_free(&a);
 		return rc < 0 ? KILN_EXIT_OK : rc;
+	}
+	if (is_artefact(a.model)) {
+		rc = run_artefact(&a);
+		run_args_free(&a);
+		return rc;
+	}
+	if (a.threads) {
+		run_args_free(&a);
+		return kiln_cli_usage("run", "--threads applies to compiled models (.so) only");
 	}
 	kiln_graph *g = NULL;
 	rc = kiln_cli_load("run", a.model, &a.pins, &g);
@@ -404,8 +530,23 @@ static int run_main(int argc, char **argv)
 		    kiln_interp_run(it, inputs, g->n_inputs, &d) != KILN_OK)
 			rc = KILN_EXIT_ERROR;
 	}
-	if (rc == KILN_EXIT_OK)
-		rc = write_outputs(&a, g, it);
+	if (rc == KILN_EXIT_OK) {
+		int n = kiln_interp_n_outputs(it);
+		const char **names = calloc((size_t)n + 1, sizeof *names);
+		kiln_tensor *outs = calloc((size_t)n + 1, sizeof *outs);
+		if (!names || !outs) {
+			fprintf(stderr, "kiln: out of memory\n");
+			rc = KILN_EXIT_ERROR;
+		}
+		for (int i = 0; rc == KILN_EXIT_OK && i < n; i++) {
+			names[i] = g->outputs[i]->name;
+			outs[i] = *kiln_interp_output(it, i);
+		}
+		if (rc == KILN_EXIT_OK)
+			rc = write_outputs(&a, n, names, outs);
+		free(names);
+		free(outs);
+	}
 
 	if (it)
 		kiln_interp_destroy(it);
@@ -420,7 +561,7 @@ static int run_main(int argc, char **argv)
 
 const kiln_command kiln_cmd_run = {
 	.name = "run",
-	.summary = "run a model with the reference interpreter on .npy inputs",
+	.summary = "run a model (interpreter, or a compiled .so) on .npy inputs",
 	.help = help,
 	.run = run_main,
 };

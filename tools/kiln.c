@@ -6,6 +6,7 @@
 #include <string.h>
 
 static const kiln_command *const commands[] = {
+	&kiln_cmd_compile,
 	&kiln_cmd_inspect,
 	&kiln_cmd_run,
 };

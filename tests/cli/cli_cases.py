@@ -86,10 +86,11 @@ def zeros_f32(n):
 def case_help():
     out, _ = expect(["--help"], 0, stderr="")
     check(out.startswith("usage: kiln [--help] [--version] COMMAND [ARGS]\n"), "usage line", out)
-    for line in ["  inspect   print a model's textual IR and a summary (ops, parameters, FLOPs)\n",
-                 "  run       run a model with the reference interpreter on .npy inputs\n"]:
+    for line in ["  compile   compile a model to a shared object (or .o, asm, LLVM IR, C header)\n",
+                 "  inspect   print a model's textual IR and a summary (ops, parameters, FLOPs)\n",
+                 "  run       run a model (interpreter, or a compiled .so) on .npy inputs\n"]:
         check(line in out, f"missing command line {line!r}", out)
-    for absent in ["compile", "bench", "quantize", "opt", "graph"]:
+    for absent in ["bench", "quantize", "opt", "graph"]:
         check(not re.search(rf"\b{absent}\b", out),
               f"help mentions {absent!r}, which does not exist yet", out)
     out2, _ = expect(["-h"], 0)
@@ -102,7 +103,10 @@ def case_version():
 
 
 def case_help_commands():
-    for cmd, flags in [("run", ["--input", "--output-dir", "--shape", "--print", "--help"]),
+    for cmd, flags in [("run", ["--input", "--output-dir", "--shape", "--threads", "--print",
+                                "--help"]),
+                       ("compile", ["-o OUT", "--emit", "-O0", "--target", "--cpu", "--name",
+                                    "--shape", "--stats", "--help"]),
                        ("inspect", ["--summary", "--full-constants", "--shape", "--help"])]:
         out, _ = expect(["help", cmd], 0, stderr="")
         check(out.startswith(f"usage: kiln {cmd} MODEL"), f"'kiln help {cmd}' usage line", out)
@@ -115,7 +119,7 @@ def case_help_commands():
 
 def case_usage_global():
     expect([], 2, stdout="", stderr=usage(None, "no command given"))
-    expect(["compile", MODEL], 2, stdout="", stderr=usage(None, "unknown command 'compile'"))
+    expect(["bench", MODEL], 2, stdout="", stderr=usage(None, "unknown command 'bench'"))
     expect(["--bogus"], 2, stdout="", stderr=usage(None, "unknown flag '--bogus'"))
     expect(["help", "bogus"], 2, stdout="", stderr=usage(None, "unknown command 'bogus'"))
 
@@ -132,6 +136,69 @@ def case_usage_flags():
            stderr=usage("run", "--output-dir needs a directory"))
     expect(["run", MODEL, "--input", "input"], 2,
            stderr=usage("run", "--input 'input': expected NAME=FILE.npy"))
+
+
+def case_usage_compile():
+    expect(["compile", MODEL], 2, stdout="", stderr=usage("compile", "no output file given (-o OUT)"))
+    expect(["compile", "-o", "x.so"], 2, stderr=usage("compile", "no model given"))
+    expect(["compile", MODEL, "-o"], 2, stderr=usage("compile", "-o needs a file name"))
+    expect(["compile", MODEL, "-o", "x.so", "--emit", "so,exe"], 2,
+           stderr=usage("compile", "--emit: unknown kind 'exe' (so, obj, asm, llvm, header)"))
+    expect(["compile", MODEL, "-o", "x.so", "-O4"], 2,
+           stderr=usage("compile", "unknown flag '-O4'"))
+    expect(["compile", MODEL, "x.onnx", "-o", "x.so"], 2,
+           stderr=usage("compile", f"more than one model given ('{MODEL}' and 'x.onnx')"))
+    expect(["run", MODEL, INPUT, "--threads", "0"], 2,
+           stderr=usage("run", "--threads needs a count from 1 to 1024, got '0'"))
+    expect(["run", MODEL, INPUT, "--threads", "2"], 2,
+           stderr=usage("run", "--threads applies to compiled models (.so) only"))
+
+
+def case_compile_errors():
+    """Bad targets and CPUs, failed links and bad artefacts: one message,
+    exit 1, nothing written."""
+    with tempfile.TemporaryDirectory(prefix="kiln-cli-") as tmp:
+        so = os.path.join(tmp, "m.so")
+        expect(["compile", MODEL, "-o", so, "--cpu", "pentium9000"], 1, stdout="",
+               stderr=f"{MODEL}: unknown --cpu 'pentium9000' for x86_64-pc-linux-gnu (known: "
+                      "native,generic,x86-64,x86-64-v2,x86-64-v3,x86-64-v4)\n")
+        expect(["compile", MODEL, "-o", so, "--target", "riscv64-linux-gnu"], 1, stdout="",
+               stderr=f"{MODEL}: target 'riscv64-unknown-linux-gnu' is not supported "
+                      "(x86_64-linux-gnu, aarch64-linux-gnu)\n")
+        env_cc = os.environ.get("KILN_CC")
+        os.environ["KILN_CC"] = "false"
+        try:
+            rc, out, err = kiln("compile", MODEL, "-o", so)
+        finally:
+            if env_cc is None:
+                del os.environ["KILN_CC"]
+            else:
+                os.environ["KILN_CC"] = env_cc
+        check(rc == 1 and err.startswith(f"{so}: linking {so} with 'false' failed"),
+              "failed link", out, err)
+        check(os.listdir(tmp) == [], f"files left after a failed link: {os.listdir(tmp)}")
+        # A truncated and a foreign artefact.
+        expect(["compile", MODEL, "-o", so], 0)
+        with open(so, "rb") as f:
+            data = f.read()
+        bad = os.path.join(tmp, "cut.so")
+        with open(bad, "wb") as f:
+            f.write(data[: len(data) // 2])
+        rc, out, err = kiln("run", bad, INPUT, "--output-dir", os.path.join(tmp, "o1"))
+        check(rc == 1 and err.startswith(bad) and err.count("\n") == 1, "truncated .so", out, err)
+        check(not os.path.exists(os.path.join(tmp, "o1")), "output written for a bad .so")
+        libm = "/lib/x86_64-linux-gnu/libm.so.6"
+        if os.path.exists(libm):
+            rc, out, err = kiln("run", libm, INPUT)
+            check(rc == 1 and "kiln_model" in err and err.count("\n") == 1, "foreign .so", out, err)
+        # A wrong input shape for a compiled model.
+        small = os.path.join(tmp, "small.npy")
+        write_npy(small, "<f4", (1, 10), zeros_f32(10))
+        expect(["run", so, small], 1, stdout="",
+               stderr=f"{small}: input 'input' expects f32[1,784], the file holds f32[1,10]\n")
+        expect(["run", so, INPUT, "--shape", "input=1x784"], 2,
+               stderr=usage("run", "--shape does not apply to a compiled model: its shapes "
+                                   "were fixed by `kiln compile`"))
 
 
 def case_usage_shape():

@@ -2,7 +2,8 @@
  * kiln's ONNX importer and reference interpreter and checks the results.
  *
  *   kiln-conformance DATA_DIR [--expected FILE] [--filter SUBSTR] [--list]
- *                    [--no-fork] [-v]
+ *                    [--no-fork] [-v] [--shard K/N]
+ *                    [--compiled [-O N] [--cpu CPU] [--threads N]]
  *
  * DATA_DIR holds one folder per test (gen_node_tests.py writes it):
  * model.onnx, test_data_set_N/input_K.pb and output_K.pb, or a file
@@ -19,12 +20,20 @@
  * (LeakSanitizer runs when the child exits) or a hang fails that one test
  * instead of the whole run. Each test has its own diagnostics sink.
  *
+ * With --compiled each test is also compiled (kiln_compile, at -O N for
+ * --cpu CPU, default -O2 native) to a shared object in a temporary folder,
+ * loaded and run through libkiln_rt with --threads threads (default 2), and
+ * passes only if the compiled outputs match the test's expected outputs (the
+ * same ONNX tolerance) and the interpreter's (f32 and wider: rtol 1e-4,
+ * atol 1e-5; f16/bf16: rtol 1e-2, atol 1e-3; integers exactly).
+ *
  * Results: passed; unsupported (import, run or tensor read returned
  * KILN_ERR_UNSUPPORTED, or non-tensor values); failed (anything else).
  * With --expected FILE the exit status is non-zero when a listed test did not
  * pass. --list prints the passing tests to stdout (the report goes to stderr),
  * the format of expected_pass.txt. */
 #include "ir.h"
+#include "kiln_rt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -55,6 +64,11 @@ typedef struct options {
 	bool list;
 	bool fork;
 	bool verbose;
+	int shard, n_shards; /* run only tests whose name hashes to shard */
+	bool compiled;
+	int opt_level;
+	const char *cpu;
+	int threads;
 } options;
 
 /* ---- small helpers --------------------------------------------------- */
@@ -186,13 +200,13 @@ static int64_t elem_i64(const kiln_tensor *t, int64_t i)
 
 /* |got - exp| <= atol + rtol * |exp|, NaN matches NaN, infinities match
  * themselves (numpy.testing.assert_allclose). */
-static bool close_enough(double exp, double got)
+static bool close_enough(double exp, double got, double rtol, double atol)
 {
 	if (isnan(exp) || isnan(got))
 		return isnan(exp) && isnan(got);
 	if (isinf(exp) || isinf(got))
 		return exp == got;
-	return fabs(got - exp) <= ATOL + RTOL * fabs(exp);
+	return fabs(got - exp) <= atol + rtol * fabs(exp);
 }
 
 /* Writes "[i,j,k]" for flat index i of type t. */
@@ -212,7 +226,8 @@ static void index_str(const kiln_type *t, int64_t flat, char *buf, size_t size)
 }
 
 /* Returns true if got matches exp; otherwise explains the first mismatch. */
-static bool compare(const kiln_tensor *exp, const kiln_tensor *got, char *why, size_t size)
+static bool compare_tol(const kiln_tensor *exp, const kiln_tensor *got, double rtol,
+                        double atol, char *why, size_t size)
 {
 	char te[128], tg[128];
 	if (!kiln_type_equal(&exp->type, &got->type)) {
@@ -224,7 +239,7 @@ static bool compare(const kiln_tensor *exp, const kiln_tensor *got, char *why, s
 	bool is_float = kiln_dtype_is_float(exp->type.dtype);
 	int64_t n = kiln_type_numel(&exp->type), bad = 0, first = -1;
 	for (int64_t i = 0; i < n; i++) {
-		bool ok = is_float ? close_enough(elem_f64(exp, i), elem_f64(got, i))
+		bool ok = is_float ? close_enough(elem_f64(exp, i), elem_f64(got, i), rtol, atol)
 		                   : elem_i64(exp, i) == elem_i64(got, i);
 		if (!ok && bad++ == 0)
 			first = i;
@@ -241,6 +256,21 @@ static bool compare(const kiln_tensor *exp, const kiln_tensor *got, char *why, s
 		         (long long)bad, (long long)n, at, (long long)elem_i64(exp, first),
 		         (long long)elem_i64(got, first));
 	return false;
+}
+
+static bool compare(const kiln_tensor *exp, const kiln_tensor *got, char *why, size_t size)
+{
+	return compare_tol(exp, got, RTOL, ATOL, why, size);
+}
+
+/* Compiled against interpreted: the backend's documented tolerance. */
+static bool compare_compiled(const kiln_tensor *interp, const kiln_tensor *got, char *why,
+                             size_t size)
+{
+	kiln_dtype dt = interp->type.dtype;
+	if (dt == KILN_DT_F16 || dt == KILN_DT_BF16)
+		return compare_tol(interp, got, 1e-2, 1e-3, why, size);
+	return compare_tol(interp, got, 1e-4, 1e-5, why, size);
 }
 
 /* ---- one test --------------------------------------------------------- */
@@ -322,7 +352,111 @@ static int constant_input_wanted(const char *msg, const tensor_set *ins)
 	return -1;
 }
 
-static void run_data_set(const char *model, const char *set_dir, capture *c, outcome *o)
+/* ---- the compiled path -------------------------------------------------- */
+
+static void remove_tree(const char *dir)
+{
+	DIR *dh = opendir(dir);
+	if (dh) {
+		struct dirent *e;
+		char path[4600];
+		while ((e = readdir(dh)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+				unlink(path);
+			}
+		closedir(dh);
+	}
+	rmdir(dir);
+}
+
+/* Compiles g, runs it on feed through the runtime, compares with the test's
+ * expected outputs and the interpreter's. */
+static void run_compiled(const options *opt, const kiln_graph *g, const kiln_tensor *feed,
+                         const tensor_set *outs, const kiln_interp *it, capture *c, outcome *o)
+{
+	kiln_compile_opts co = { .opt_level = opt->opt_level, .cpu = opt->cpu };
+	kiln_compiled *cc = NULL;
+	kiln_rt_model_t *m = NULL;
+	kiln_rt_session_t *s = NULL;
+	kiln_rt_tensor rin[MAX_TENSORS], rout[MAX_TENSORS];
+	kiln_tensor got[MAX_TENSORS];
+	memset(got, 0, sizeof got);
+	const char *tmp = getenv("TMPDIR");
+	char dir[4096], so[4200], err[1024];
+	snprintf(dir, sizeof dir, "%s/kiln-conf-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		set_outcome(o, RES_FAIL, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	snprintf(so, sizeof so, "%s/model.so", dir);
+	kiln_status st = kiln_compile(g, &co, &cc, c->d);
+	if (st == KILN_OK)
+		st = kiln_compiled_emit(cc, KILN_EMIT_SO, so, c->d);
+	if (st != KILN_OK) {
+		kiln_failure(o, c, st, "compile");
+		goto done;
+	}
+	if (kiln_rt_model_load(so, &m, err, sizeof err) != KILN_RT_OK) {
+		set_outcome(o, RES_FAIL, "runtime load: %s", err);
+		goto done;
+	}
+	kiln_rt_session_opts so_opts = { .n_threads = opt->threads };
+	if (kiln_rt_session_create(m, &so_opts, &s) != KILN_RT_OK) {
+		set_outcome(o, RES_FAIL, "runtime session could not be created");
+		goto done;
+	}
+	if (g->n_inputs > MAX_TENSORS || g->n_outputs > MAX_TENSORS) {
+		set_outcome(o, RES_FAIL, "too many inputs or outputs");
+		goto done;
+	}
+	for (int i = 0; i < g->n_inputs; i++) {
+		rin[i] = (kiln_rt_tensor){ .dtype = (int32_t)feed[i].type.dtype,
+		                           .rank = feed[i].type.rank, .data = feed[i].data };
+		memcpy(rin[i].dims, feed[i].type.dims, sizeof rin[i].dims);
+	}
+	for (int i = 0; i < g->n_outputs; i++) {
+		got[i].type = g->outputs[i]->type;
+		got[i].data = malloc(kiln_type_bytes(&got[i].type) + 1);
+		if (!got[i].data) {
+			set_outcome(o, RES_FAIL, "out of memory");
+			goto done;
+		}
+		memset(got[i].data, 0xa5, kiln_type_bytes(&got[i].type));
+		rout[i] = (kiln_rt_tensor){ .dtype = (int32_t)got[i].type.dtype,
+		                            .rank = got[i].type.rank, .data = got[i].data };
+		memcpy(rout[i].dims, got[i].type.dims, sizeof rout[i].dims);
+	}
+	if (kiln_rt_session_run(s, rin, g->n_inputs, rout, g->n_outputs) != KILN_RT_OK) {
+		set_outcome(o, RES_FAIL, "runtime run: %s", kiln_rt_session_error(s));
+		goto done;
+	}
+	for (int j = 0; j < g->n_outputs; j++) {
+		char why[512];
+		if (!compare(&outs->t[j], &got[j], why, sizeof why)) {
+			set_outcome(o, RES_FAIL, "compiled output %d '%s' vs expected: %s", j,
+			            outs->name[j] ? outs->name[j] : "", why);
+			goto done;
+		}
+		if (!compare_compiled(kiln_interp_output(it, j), &got[j], why, sizeof why)) {
+			set_outcome(o, RES_FAIL, "compiled output %d '%s' vs interpreter: %s", j,
+			            outs->name[j] ? outs->name[j] : "", why);
+			goto done;
+		}
+	}
+	o->res = RES_PASS;
+done:
+	for (int i = 0; i < MAX_TENSORS; i++)
+		free(got[i].data);
+	if (s)
+		kiln_rt_session_free(s);
+	kiln_rt_model_free(m);
+	kiln_compiled_destroy(cc);
+	remove_tree(dir);
+}
+
+static void run_data_set(const options *opt, const char *model, const char *set_dir,
+                         capture *c, outcome *o)
 {
 	tensor_set ins = { 0 }, outs = { 0 };
 	kiln_input_binding bindings[MAX_TENSORS];
@@ -403,7 +537,10 @@ static void run_data_set(const char *model, const char *set_dir, capture *c, out
 			goto done;
 		}
 	}
-	o->res = RES_PASS;
+	if (opt->compiled)
+		run_compiled(opt, g, feed, &outs, it, c, o);
+	else
+		o->res = RES_PASS;
 
 done:
 	kiln_interp_destroy(it);
@@ -444,7 +581,7 @@ static void run_test(const options *opt, const char *name, outcome *o)
 		snprintf(path, sizeof path, "%s/test_data_set_%d", dir, n_sets);
 		if (!path_exists(path))
 			break;
-		run_data_set(model, path, &c, o);
+		run_data_set(opt, model, path, &c, o);
 		if (o->res != RES_PASS) {
 			if (n_sets > 0) {
 				char reason[sizeof o->reason];
@@ -542,6 +679,18 @@ static void run_isolated(const options *opt, const char *name, outcome *o)
 
 /* ---- test discovery and the expected list ----------------------------- */
 
+/* --shard K/N: a stable split of the tests by name, so N runners (CTest -j)
+ * share the work and each checks only its part of the expected list. */
+static bool in_shard(const options *opt, const char *name)
+{
+	if (opt->n_shards <= 1)
+		return true;
+	uint32_t h = 2166136261u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return (int)(h % (uint32_t)opt->n_shards) == opt->shard;
+}
+
 static bool list_tests(const options *opt, str_list *tests)
 {
 	DIR *dir = opendir(opt->data_dir);
@@ -556,7 +705,7 @@ static bool list_tests(const options *opt, str_list *tests)
 	while (ok && (e = readdir(dir))) {
 		if (e->d_name[0] == '.')
 			continue;
-		if (opt->filter && !strstr(e->d_name, opt->filter))
+		if ((opt->filter && !strstr(e->d_name, opt->filter)) || !in_shard(opt, e->d_name))
 			continue;
 		snprintf(path, sizeof path, "%s/%s/model.onnx", opt->data_dir, e->d_name);
 		if (path_exists(path))
@@ -600,13 +749,14 @@ static bool read_expected(const char *path, str_list *l)
 static int usage(void)
 {
 	fprintf(stderr, "usage: kiln-conformance DATA_DIR [--expected FILE] [--filter SUBSTR] "
-	                "[--list] [--no-fork] [-v]\n");
+	                "[--list] [--no-fork] [-v] [--shard K/N]\n"
+	                "                        [--compiled [-O N] [--cpu CPU] [--threads N]]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	options opt = { .fork = true };
+	options opt = { .fork = true, .opt_level = 2, .threads = 2 };
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--expected") == 0 && i + 1 < argc)
 			opt.expected = argv[++i];
@@ -618,6 +768,18 @@ int main(int argc, char **argv)
 			opt.fork = false;
 		else if (strcmp(argv[i], "-v") == 0)
 			opt.verbose = true;
+		else if (strcmp(argv[i], "--shard") == 0 && i + 1 < argc) {
+			if (sscanf(argv[++i], "%d/%d", &opt.shard, &opt.n_shards) != 2 ||
+			    opt.n_shards < 1 || opt.shard < 0 || opt.shard >= opt.n_shards)
+				return usage();
+		} else if (strcmp(argv[i], "--compiled") == 0)
+			opt.compiled = true;
+		else if (strcmp(argv[i], "-O") == 0 && i + 1 < argc)
+			opt.opt_level = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--cpu") == 0 && i + 1 < argc)
+			opt.cpu = argv[++i];
+		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+			opt.threads = atoi(argv[++i]);
 		else if (argv[i][0] != '-' && !opt.data_dir)
 			opt.data_dir = argv[i];
 		else
@@ -664,7 +826,8 @@ int main(int argc, char **argv)
 	if (opt.expected) {
 		int regressed = 0, newly = 0;
 		for (int i = 0; i < expected.n; i++) {
-			if (opt.filter && !strstr(expected.v[i], opt.filter))
+			if ((opt.filter && !strstr(expected.v[i], opt.filter)) ||
+			    !in_shard(&opt, expected.v[i]))
 				continue;
 			if (str_list_has(&passed, expected.v[i]))
 				continue;

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """check_model.py — runs one model through kiln and onnxruntime and compares.
 
-Usage: check_model.py [--kiln PATH] MODEL NAME=FILE.npy ...
+Usage: check_model.py [--kiln PATH] [--compiled N] [--threads N] MODEL NAME=FILE.npy ...
 
 The reference is onnxruntime on the CPU with one thread and every graph
 optimisation disabled, so it computes the graph as written. kiln runs as
 `kiln run MODEL --input NAME=FILE.npy ... --output-dir DIR` (the binary from
 --kiln, else $KILN_BIN), which writes DIR/<output>.npy with the output name
 sanitised ('/' and other characters outside [A-Za-z0-9._-] become '_').
+With --compiled N the model is first compiled (`kiln compile MODEL -o
+DIR/model.so -ON`) and the .so is run the same way, through libkiln_rt,
+with --threads threads (default 2).
 
 Each output must have the reference's dtype and shape and satisfy
 numpy.allclose(kiln, ref, rtol=1e-4, atol=1e-5). Prints the max absolute and
@@ -76,6 +79,8 @@ def compare(name, got, ref):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kiln", default=os.environ.get("KILN_BIN"), help="kiln binary")
+    ap.add_argument("--compiled", metavar="N", choices="0123", help="compile first at -ON")
+    ap.add_argument("--threads", type=int, default=2, help="threads for a compiled run")
     ap.add_argument("model")
     ap.add_argument("inputs", nargs="+", metavar="NAME=FILE.npy")
     args = ap.parse_args()
@@ -94,7 +99,22 @@ def main():
     t_ref = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="kiln-check-") as out_dir:
-        cmd = [args.kiln, "run", args.model]
+        target = args.model
+        if args.compiled:
+            os.makedirs(os.path.join(out_dir, "compiled"))
+            target = os.path.join(out_dir, "compiled", "model.so")
+            cmd = [args.kiln, "compile", args.model, "-o", target, f"-O{args.compiled}", "--stats"]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            sys.stdout.write(proc.stdout)
+            sys.stderr.write(proc.stderr)
+            print(f"kiln compile -O{args.compiled}: {time.perf_counter() - t0:.2f} s")
+            if proc.returncode != 0:
+                print(f"FAIL: kiln compile exited with status {proc.returncode}: {' '.join(cmd)}")
+                return 1
+        cmd = [args.kiln, "run", target]
+        if args.compiled:
+            cmd += ["--threads", str(args.threads)]
         for spec in args.inputs:
             cmd += ["--input", spec]
         cmd += ["--output-dir", out_dir]

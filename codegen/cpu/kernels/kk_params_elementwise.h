@@ -1,0 +1,92 @@
+/* kk_params_elementwise.h — parameter layouts for kk_elementwise.c (see kk_params.h).
+ *
+ * Every elementwise kernel takes one layout. The lowering computes the output
+ * dims and, for each walked input k (t[0..nin)), its element strides over the
+ * output dims (0 where it broadcasts), then merges adjacent dims that are
+ * contiguous for every operand:
+ *
+ *   ip[KK_EW_OP]      the operation, KK_EW_*
+ *   ip[KK_EW_NIN]     walked inputs nin (Clip: 1; its bounds are t[1], t[2])
+ *   ip[KK_EW_OUT]     index of the output in t (the node's input count)
+ *   ip[KK_EW_DT_OUT]  output dtype, KK_DT_*
+ *   ip[KK_EW_RANK]    rank r >= 1 after merging
+ *   ip[KK_EW_NUMEL]   output elements
+ *   ip[KK_EW_TAIL...] dtype of each walked input [nin], dims [r],
+ *                     then strides [nin][r] (input-major)
+ *   fp[KK_EW_ALPHA], fp[KK_EW_BETA]: LeakyRelu alpha, HardSigmoid alpha/beta
+ *
+ * The output is dense; an input's innermost stride is 0 or 1. */
+#ifndef KK_PARAMS_ELEMENTWISE_H
+#define KK_PARAMS_ELEMENTWISE_H
+
+enum {
+	KK_EW_OP,
+	KK_EW_NIN,
+	KK_EW_OUT,
+	KK_EW_DT_OUT,
+	KK_EW_RANK,
+	KK_EW_NUMEL,
+	KK_EW_TAIL
+};
+
+enum { KK_EW_ALPHA, KK_EW_BETA, KK_EW_N_FP };
+
+/* kiln_dtype values (kiln.h), which kernels cannot include; the lowering
+ * checks they agree. */
+enum {
+	KK_DT_F32,
+	KK_DT_F16,
+	KK_DT_BF16,
+	KK_DT_F64,
+	KK_DT_I64,
+	KK_DT_I32,
+	KK_DT_I8,
+	KK_DT_U8,
+	KK_DT_BOOL
+};
+
+/* ip[KK_EW_OP]. Unary: kk_ew_unary_f32 (f32), kk_ew_unary (other dtypes). */
+enum {
+	KK_EW_RELU,
+	KK_EW_LEAKY_RELU,
+	KK_EW_SIGMOID,
+	KK_EW_TANH,
+	KK_EW_CLIP,
+	KK_EW_HARD_SIGMOID,
+	KK_EW_HARD_SWISH,
+	KK_EW_GELU,
+	KK_EW_GELU_TANH,
+	KK_EW_ERF,
+	KK_EW_SQRT,
+	KK_EW_EXP,
+	KK_EW_LOG,
+	KK_EW_NEG,
+	KK_EW_ABS,
+	KK_EW_RECIPROCAL,
+	KK_EW_NOT,
+	/* Binary and variadic: kk_ew_binary_f32 (all f32), kk_ew_binary. */
+	KK_EW_ADD,
+	KK_EW_SUB,
+	KK_EW_MUL,
+	KK_EW_DIV,
+	KK_EW_POW,
+	KK_EW_PRELU,
+	KK_EW_MIN,
+	KK_EW_MAX,
+	/* kk_ew_compare (bool output). */
+	KK_EW_EQUAL,
+	KK_EW_LESS,
+	KK_EW_GREATER,
+	/* kk_ew_where, kk_ew_cast. */
+	KK_EW_WHERE,
+	KK_EW_CAST
+};
+
+#define KK_EW_MAX_RANK 8
+#define KK_EW_MAX_IN 256
+/* Below this many output elements a kernel runs on the calling thread. */
+#define KK_EW_PARALLEL_MIN 65536
+/* Elements per parallel work item (a multiple of every KK_VL). */
+#define KK_EW_CHUNK 8192
+
+#endif

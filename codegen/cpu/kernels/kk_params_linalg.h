@@ -1,0 +1,96 @@
+/* kk_params_linalg.h — parameter layouts for kk_linalg.c (see kk_params.h).
+ *
+ * Every linalg kernel takes the one layout below: a GEMM problem
+ * Y[M,N] = epilogue(A[M,K] B[K,N]) repeated over batch dims, plus the
+ * convolution geometry where the kernel needs it (im2col, depthwise,
+ * ConvTranspose). Unused fields are 0. Tensor slots (KK_LA_T_*) index the
+ * kernel's t[] and are -1 for an absent tensor. */
+#ifndef KK_PARAMS_LINALG_H
+#define KK_PARAMS_LINALG_H
+
+/* Micro-kernel tile (MR rows x NR columns of C in registers) for a vector
+ * width of vl f32 lanes; NR is always two vectors. Constant operands are
+ * pre-packed by the compiler in this tile's panel layout:
+ *   A (M x K): for each K block [k0, k0+kc): for each MR-row panel ip:
+ *              kc x MR floats, element (i, p) at
+ *              k0*Mpad + ip*kc*MR + (p-k0)*MR + i%MR   (Mpad = M rounded up to MR)
+ *   B (K x N): the same with NR-column panels and Npad.
+ * Padding rows/columns are zero. kc is KK_LA_KC (the last block may be
+ * shorter). */
+#define KK_GEMM_MR(vl) ((vl) == 16 ? 12 : 6)
+#define KK_GEMM_NR(vl) ((vl) * 2)
+/* Upper bounds for the cache blocks (the lowering balances the blocks). */
+#define KK_GEMM_KC_MAX(vl) 256
+#define KK_GEMM_MC_MAX(vl) ((vl) == 16 ? 144 : 120)
+#define KK_GEMM_NC_MAX(vl) ((vl) == 16 ? 2048 : 1024)
+
+enum {
+	KK_LA_DTYPE,     /* KK_LA_DT_* of Y */
+	KK_LA_KIND,      /* KK_LA_KIND_* (accumulation rules of the generic kernels) */
+	KK_LA_M,
+	KK_LA_N,
+	KK_LA_K,
+	KK_LA_MC,        /* cache blocks: rows of A, depth, columns of B */
+	KK_LA_KC,
+	KK_LA_NC,
+	KK_LA_A_MODE,    /* KK_LA_OP_*: STRIDED or PACKED */
+	KK_LA_A_RS,      /* element (i, p) of A at i*A_RS + p*A_CS (STRIDED) */
+	KK_LA_A_CS,
+	KK_LA_B_MODE,    /* STRIDED, PACKED or IM2COL (B[p, j] = X[c, tap]) */
+	KK_LA_B_RS,      /* element (p, j) of B at p*B_RS + j*B_CS (STRIDED) */
+	KK_LA_B_CS,
+	KK_LA_Y_RS,      /* element (i, j) of Y at i*Y_RS + j */
+	KK_LA_C_RS,      /* element (i, j) of C at i*C_RS + j*C_CS (0: broadcast) */
+	KK_LA_C_CS,
+	KK_LA_ACT,       /* KK_LA_ACT_* applied last */
+	KK_LA_T_A,       /* t[] slots */
+	KK_LA_T_B,
+	KK_LA_T_C,       /* Y += beta * C (Gemm) */
+	KK_LA_T_BIAS,    /* Y += bias[i] per row (Conv) */
+	KK_LA_T_Y,
+	KK_LA_T_SCRATCH, /* arena scratch (ConvTranspose columns) */
+	KK_LA_CONV_N,    /* convolution: batch, in/out channels, groups */
+	KK_LA_CONV_C,
+	KK_LA_CONV_M,
+	KK_LA_CONV_GROUP,
+	/* Spatial geometry padded to 3 dims (leading dims size 1, stride 1):
+	 * 3 values each. */
+	KK_LA_IN,
+	KK_LA_OUT = KK_LA_IN + 3,
+	KK_LA_KER = KK_LA_OUT + 3,
+	KK_LA_STRIDE = KK_LA_KER + 3,
+	KK_LA_DIL = KK_LA_STRIDE + 3,
+	KK_LA_PAD = KK_LA_DIL + 3,       /* pads at the beginning */
+	KK_LA_BATCH_RANK = KK_LA_PAD + 3,
+	/* Tail: KK_LA_BATCH_RANK batch dims (outermost first), each as
+	 * KK_LA_BD_COUNT values: size, then the element offset one step in it
+	 * moves A, B, Y and the bias (0 for a broadcast operand). */
+	KK_LA_BATCH,
+	KK_LA_COUNT = KK_LA_BATCH
+};
+
+enum { KK_LA_BD_SIZE, KK_LA_BD_A, KK_LA_BD_B, KK_LA_BD_Y, KK_LA_BD_BIAS, KK_LA_BD_COUNT };
+
+/* Element types of the generic kernels (the kernels do not see kiln.h). */
+enum {
+	KK_LA_DT_F32, KK_LA_DT_F64, KK_LA_DT_F16, KK_LA_DT_BF16,
+	KK_LA_DT_I64, KK_LA_DT_I32, KK_LA_DT_I8, KK_LA_DT_U8
+};
+
+enum { KK_LA_OP_STRIDED, KK_LA_OP_PACKED, KK_LA_OP_IM2COL };
+
+enum { KK_LA_ACT_NONE, KK_LA_ACT_RELU, KK_LA_ACT_CLIP };
+
+/* Generic (non-f32) kernels: Gemm accumulates floats in double and integers
+ * exactly unless alpha/beta are not 1; MatMul accumulates f16/bf16 in f32. */
+enum { KK_LA_KIND_GEMM, KK_LA_KIND_MATMUL };
+
+enum {
+	KK_LA_FP_ALPHA, /* Y = act(alpha * AB + beta * C + bias) */
+	KK_LA_FP_BETA,
+	KK_LA_FP_LO,    /* clip bounds of KK_LA_ACT_CLIP */
+	KK_LA_FP_HI,
+	KK_LA_FP_COUNT
+};
+
+#endif

@@ -1,0 +1,1181 @@
+/* kk_reduce.c — reduction kernels: Reduce{Mean,Sum,Max,Min} (also used for
+ * GlobalAveragePool / GlobalMaxPool), Softmax and LogSoftmax,
+ * LayerNormalization, BatchNormalization (inference), MaxPool, AveragePool.
+ * Parameter layouts: kk_params_reduce.h; design notes: docs/kernels/reduce.md.
+ *
+ * Each op has an f32 kernel (vectorised, vector-lane partial sums) and an
+ * `_any` kernel for the other dtypes that mirrors the interpreter exactly:
+ * floats through double, integers through int64, the same loop order, the
+ * same rounding on the way back (so f16/bf16 results are bit-identical). */
+#include "kk.h"
+#include "kk_math.h"
+
+/* ---- element access for the _any kernels ------------------------------- */
+
+static inline uint32_t rd_f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static inline float rd_bits_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static inline float rd_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t e = (h >> 10) & 0x1f, man = h & 0x3ff;
+	if (e == 0x1f)
+		return rd_bits_f32(sign | 0x7f800000 | (man << 13));
+	if (e == 0) {
+		float v = (float)man * (1.0f / 16777216.0f); /* zero or subnormal */
+		return sign ? -v : v;
+	}
+	return rd_bits_f32(sign | ((e + 112) << 23) | (man << 13));
+}
+
+/* Round to nearest even, as ir/dtype.c does. */
+static inline uint16_t rd_f32_to_f16(float f)
+{
+	uint32_t u = rd_f32_bits(f);
+	uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+	uint32_t exp = (u >> 23) & 0xff, man = u & 0x7fffff;
+	if (exp == 0xff)
+		return sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0);
+	int32_t e = (int32_t)exp - 127 + 15;
+	if (e >= 0x1f)
+		return sign | 0x7c00;
+	if (e <= 0) {
+		if (e < -10)
+			return sign;
+		man |= 0x800000;
+		uint32_t shift = (uint32_t)(14 - e), half = 1u << (shift - 1);
+		uint32_t rest = man & ((1u << shift) - 1), r = man >> shift;
+		if (rest > half || (rest == half && (r & 1)))
+			r++;
+		return sign | (uint16_t)r;
+	}
+	uint32_t r = ((uint32_t)e << 10) | (man >> 13), rest = man & 0x1fff;
+	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
+		r++;
+	return sign | (uint16_t)r;
+}
+
+static inline uint16_t rd_f32_to_bf16(float f)
+{
+	uint32_t u = rd_f32_bits(f);
+	if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff))
+		return (uint16_t)((u >> 16) | 0x40);
+	u += 0x7fff + ((u >> 16) & 1);
+	return (uint16_t)(u >> 16);
+}
+
+static inline int64_t rd_size(int dt)
+{
+	switch (dt) {
+	case KK_RDT_F64:
+	case KK_RDT_I64: return 8;
+	case KK_RDT_F32:
+	case KK_RDT_I32: return 4;
+	case KK_RDT_F16:
+	case KK_RDT_BF16: return 2;
+	default: return 1;
+	}
+}
+
+static inline int rd_is_float(int dt)
+{
+	return dt <= KK_RDT_F64;
+}
+
+static inline double rd_get(const void *p, int dt, int64_t i)
+{
+	switch (dt) {
+	case KK_RDT_F32: return ((const float *)p)[i];
+	case KK_RDT_F16: return rd_f16_to_f32(((const uint16_t *)p)[i]);
+	case KK_RDT_BF16: return rd_bits_f32((uint32_t)((const uint16_t *)p)[i] << 16);
+	case KK_RDT_F64: return ((const double *)p)[i];
+	case KK_RDT_I64: return (double)((const int64_t *)p)[i];
+	case KK_RDT_I32: return ((const int32_t *)p)[i];
+	case KK_RDT_I8: return ((const int8_t *)p)[i];
+	default: return ((const uint8_t *)p)[i];
+	}
+}
+
+static inline int64_t rd_get_i(const void *p, int dt, int64_t i)
+{
+	switch (dt) {
+	case KK_RDT_I64: return ((const int64_t *)p)[i];
+	case KK_RDT_I32: return ((const int32_t *)p)[i];
+	case KK_RDT_I8: return ((const int8_t *)p)[i];
+	default: return ((const uint8_t *)p)[i];
+	}
+}
+
+/* Integer stores wrap to the dtype's width; bool stores v != 0. */
+static inline void rd_set_i(void *p, int dt, int64_t i, int64_t v)
+{
+	switch (dt) {
+	case KK_RDT_I64: ((int64_t *)p)[i] = v; break;
+	case KK_RDT_I32: ((int32_t *)p)[i] = (int32_t)(uint32_t)v; break;
+	case KK_RDT_I8: ((int8_t *)p)[i] = (int8_t)(uint8_t)v; break;
+	case KK_RDT_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+	case KK_RDT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+	default: break;
+	}
+}
+
+/* Floats round through f32 for f16/bf16; integers clamp through int64
+ * (NaN gives 0), as the interpreter's tensor stores do. */
+static inline void rd_set(void *p, int dt, int64_t i, double v)
+{
+	switch (dt) {
+	case KK_RDT_F32: ((float *)p)[i] = (float)v; break;
+	case KK_RDT_F16: ((uint16_t *)p)[i] = rd_f32_to_f16((float)v); break;
+	case KK_RDT_BF16: ((uint16_t *)p)[i] = rd_f32_to_bf16((float)v); break;
+	case KK_RDT_F64: ((double *)p)[i] = v; break;
+	case KK_RDT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+	default: {
+		int64_t iv;
+		if (v != v)
+			iv = 0;
+		else if (v >= 9.2233720368547758e18)
+			iv = INT64_MAX;
+		else if (v <= -9.2233720368547758e18)
+			iv = INT64_MIN;
+		else
+			iv = (int64_t)v;
+		rd_set_i(p, dt, i, iv);
+	}
+	}
+}
+
+/* ---- vector helpers ---------------------------------------------------- */
+
+/* Max / min that propagate NaN, like the interpreter's `v > acc || isnan(v)`. */
+static inline kk_vf rd_vmax(kk_vf acc, kk_vf v)
+{
+	return kk_select((v > acc) | (v != v), v, acc);
+}
+
+static inline kk_vf rd_vmin(kk_vf acc, kk_vf v)
+{
+	return kk_select((v < acc) | (v != v), v, acc);
+}
+
+static inline float rd_max(float acc, float v)
+{
+	return v > acc || v != v ? v : acc;
+}
+
+static inline float rd_min(float acc, float v)
+{
+	return v < acc || v != v ? v : acc;
+}
+
+static inline float rd_hmax(kk_vf v)
+{
+	float m = v[0];
+	for (int i = 1; i < KK_VL; i++)
+		m = rd_max(m, v[i]);
+	return m;
+}
+
+static inline float rd_hmin(kk_vf v)
+{
+	float m = v[0];
+	for (int i = 1; i < KK_VL; i++)
+		m = rd_min(m, v[i]);
+	return m;
+}
+
+/* Lanes [0, n) all ones, the rest zero. */
+static inline kk_vi rd_mask(int64_t n)
+{
+	kk_vi iota;
+	for (int i = 0; i < KK_VL; i++)
+		iota[i] = i;
+	return iota < ((kk_vi){0} + (int32_t)n);
+}
+
+/* The first n (< KK_VL) lanes from p, the others `fill`. */
+static inline kk_vf rd_load_fill(const float *p, int64_t n, float fill)
+{
+	return kk_select(rd_mask(n), kk_load_n(p, n), kk_splat(fill));
+}
+
+/* n (<= KK_VL) lanes: a plain vector access when n is KK_VL, as the
+ * partial one costs a memcpy call where n is not a constant. */
+static inline kk_vf rd_load_w(const float *p, int64_t n)
+{
+	return n == KK_VL ? kk_load(p) : kk_load_n(p, n);
+}
+
+static inline void rd_store_w(float *p, kk_vf v, int64_t n)
+{
+	if (n == KK_VL)
+		kk_store(p, v);
+	else
+		kk_store_n(p, v, n);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* Work (elements touched) below which a kernel stays on one thread, and the
+ * least work per task above it. */
+#define RD_GRAIN 8192
+
+typedef void (*rd_rows_fn)(const void *arg, int64_t r0, int64_t r1);
+
+typedef struct rd_par {
+	rd_rows_fn fn;
+	const void *arg;
+	int64_t rows, chunks;
+} rd_par;
+
+static inline int64_t rd_chunk_start(const rd_par *p, int64_t c)
+{
+	int64_t q = p->rows / p->chunks, r = p->rows % p->chunks;
+	return q * c + (c < r ? c : r);
+}
+
+static void rd_par_task(void *arg, int64_t b, int64_t e, void *scratch)
+{
+	const rd_par *p = arg;
+	(void)scratch;
+	p->fn(p->arg, rd_chunk_start(p, b), rd_chunk_start(p, e));
+}
+
+/* Runs fn over rows [0, rows) that together touch `work` elements. */
+static void rd_parallel(const kiln_abi_host *h, int64_t rows, int64_t work, rd_rows_fn fn,
+                        const void *arg)
+{
+	int64_t chunks = work / RD_GRAIN;
+	if (chunks > rows)
+		chunks = rows;
+	if (h->n_threads <= 1 || chunks <= 1) {
+		if (rows > 0)
+			fn(arg, 0, rows);
+		return;
+	}
+	rd_par p = {fn, arg, rows, chunks};
+	kk_parallel(h, chunks, rd_par_task, &p);
+}
+
+/* ---- Reduce* ------------------------------------------------------------ */
+
+/* An odometer over groups of (size, stride): off is the offset of idx. */
+typedef struct rd_odo {
+	int n;
+	const int64_t *g;
+	int64_t idx[KILN_ABI_MAX_RANK];
+	int64_t off;
+} rd_odo;
+
+static inline void rd_odo_init(rd_odo *o, const int64_t *g, int n, int64_t start)
+{
+	o->n = n;
+	o->g = g;
+	o->off = 0;
+	for (int k = n - 1; k >= 0; k--) {
+		o->idx[k] = start % g[2 * k];
+		start /= g[2 * k];
+		o->off += o->idx[k] * g[2 * k + 1];
+	}
+}
+
+static inline void rd_odo_next(rd_odo *o)
+{
+	for (int k = o->n - 1; k >= 0; k--) {
+		o->off += o->g[2 * k + 1];
+		if (++o->idx[k] < o->g[2 * k])
+			return;
+		o->off -= o->idx[k] * o->g[2 * k + 1];
+		o->idx[k] = 0;
+	}
+}
+
+typedef struct rd_red {
+	const void *x;
+	void *y;
+	int kind, dt, nk, nr;
+	int64_t nout, group;
+	const int64_t *kept, *red; /* (size, stride) pairs */
+} rd_red;
+
+static inline kk_vf rd_vop(int kind, kk_vf acc, kk_vf v)
+{
+	switch (kind) {
+	case KK_RED_MAX: return rd_vmax(acc, v);
+	case KK_RED_MIN: return rd_vmin(acc, v);
+	default: return acc + v;
+	}
+}
+
+static inline float rd_ident(int kind)
+{
+	return kind == KK_RED_MAX ? -KK_INFINITY : kind == KK_RED_MIN ? KK_INFINITY : 0.0f;
+}
+
+/* ROW mode: output o reduces rows of L contiguous elements, one per
+ * combination of the outer reduced groups. */
+static inline __attribute__((always_inline)) void
+rd_red_row_k(const rd_red *r, int64_t o0, int64_t o1, int kind)
+{
+	const float *x = r->x;
+	float *y = r->y;
+	int64_t len = r->red[2 * (r->nr - 1)];
+	int64_t rows = r->group / len;
+	kk_vf id = kk_splat(rd_ident(kind));
+	rd_odo ko;
+	rd_odo_init(&ko, r->kept, r->nk, o0);
+	for (int64_t o = o0; o < o1; o++, rd_odo_next(&ko)) {
+		kk_vf a0 = id, a1 = id, a2 = id, a3 = id;
+		rd_odo ro;
+		rd_odo_init(&ro, r->red, r->nr - 1, 0);
+		for (int64_t q = 0; q < rows; q++, rd_odo_next(&ro)) {
+			const float *p = x + ko.off + ro.off;
+			int64_t j = 0;
+			for (; j + 4 * KK_VL <= len; j += 4 * KK_VL) {
+				a0 = rd_vop(kind, a0, kk_load(p + j));
+				a1 = rd_vop(kind, a1, kk_load(p + j + KK_VL));
+				a2 = rd_vop(kind, a2, kk_load(p + j + 2 * KK_VL));
+				a3 = rd_vop(kind, a3, kk_load(p + j + 3 * KK_VL));
+			}
+			for (; j + KK_VL <= len; j += KK_VL)
+				a0 = rd_vop(kind, a0, kk_load(p + j));
+			if (j < len)
+				a1 = rd_vop(kind, a1, rd_load_fill(p + j, len - j, rd_ident(kind)));
+		}
+		kk_vf a = rd_vop(kind, rd_vop(kind, a0, a1), rd_vop(kind, a2, a3));
+		float s = kind == KK_RED_MAX ? rd_hmax(a) : kind == KK_RED_MIN ? rd_hmin(a) : kk_hsum(a);
+		y[o] = r->kind == KK_RED_MEAN ? s / (float)r->group : s;
+	}
+}
+
+static void rd_red_row(const void *arg, int64_t o0, int64_t o1)
+{
+	const rd_red *r = arg;
+	switch (r->kind) {
+	case KK_RED_MAX: rd_red_row_k(r, o0, o1, KK_RED_MAX); break;
+	case KK_RED_MIN: rd_red_row_k(r, o0, o1, KK_RED_MIN); break;
+	default: rd_red_row_k(r, o0, o1, KK_RED_SUM); break;
+	}
+}
+
+/* COL mode: outputs come in runs of I contiguous elements (the innermost
+ * kept group); each run is cut into tiles of RD_TILE vectors, and a work
+ * item is one tile of one run, reduced across every reduced combination.
+ * Sums go through per-block partials (RD_BLOCK combinations) so rounding
+ * error grows with the block count, not the group size. */
+#define RD_TILE 4
+#define RD_BLOCK 64
+
+static inline __attribute__((always_inline)) void
+rd_red_col_k(const rd_red *r, int64_t i0, int64_t i1, int kind)
+{
+	const float *x = r->x;
+	float *y = r->y;
+	int64_t inner = r->kept[2 * (r->nk - 1)];
+	int64_t tw = RD_TILE * KK_VL, ntiles = (inner + tw - 1) / tw;
+	kk_vf id = kk_splat(rd_ident(kind));
+	for (int64_t it = i0; it < i1; it++) {
+		int64_t run = it / ntiles, t0 = it % ntiles * tw;
+		int64_t w = inner - t0 < tw ? inner - t0 : tw;
+		int nv = (int)(w / KK_VL), rem = (int)(w % KK_VL);
+		rd_odo ko;
+		rd_odo_init(&ko, r->kept, r->nk - 1, run);
+		const float *xb = x + ko.off + t0;
+		kk_vf tot[RD_TILE + 1], blk[RD_TILE + 1];
+		for (int v = 0; v <= RD_TILE; v++)
+			tot[v] = blk[v] = id;
+		rd_odo ro;
+		rd_odo_init(&ro, r->red, r->nr, 0);
+		for (int64_t q = 0; q < r->group; q++, rd_odo_next(&ro)) {
+			const float *p = xb + ro.off;
+			for (int v = 0; v < nv; v++)
+				blk[v] = rd_vop(kind, blk[v], kk_load(p + v * KK_VL));
+			if (rem)
+				blk[nv] = rd_vop(kind, blk[nv], kk_load_n(p + nv * KK_VL, rem));
+			if (kind == KK_RED_SUM && q % RD_BLOCK == RD_BLOCK - 1) {
+				for (int v = 0; v <= nv; v++) {
+					tot[v] += blk[v];
+					blk[v] = id;
+				}
+			}
+		}
+		float *yp = y + run * inner + t0;
+		for (int v = 0; v <= nv && (v < nv || rem); v++) {
+			kk_vf a = kind == KK_RED_SUM ? tot[v] + blk[v] : blk[v];
+			if (r->kind == KK_RED_MEAN)
+				a = a / kk_splat((float)r->group);
+			if (v < nv)
+				kk_store(yp + v * KK_VL, a);
+			else
+				kk_store_n(yp + v * KK_VL, a, rem);
+		}
+	}
+}
+
+static void rd_red_col(const void *arg, int64_t i0, int64_t i1)
+{
+	const rd_red *r = arg;
+	switch (r->kind) {
+	case KK_RED_MAX: rd_red_col_k(r, i0, i1, KK_RED_MAX); break;
+	case KK_RED_MIN: rd_red_col_k(r, i0, i1, KK_RED_MIN); break;
+	default: rd_red_col_k(r, i0, i1, KK_RED_SUM); break;
+	}
+}
+
+static int64_t rd_int_lowest(int dt)
+{
+	switch (dt) {
+	case KK_RDT_I64: return INT64_MIN;
+	case KK_RDT_I32: return INT32_MIN;
+	case KK_RDT_I8: return INT8_MIN;
+	default: return 0;
+	}
+}
+
+static int64_t rd_int_highest(int dt)
+{
+	switch (dt) {
+	case KK_RDT_I64: return INT64_MAX;
+	case KK_RDT_I32: return INT32_MAX;
+	case KK_RDT_I8: return INT8_MAX;
+	case KK_RDT_U8: return 255;
+	default: return 1;
+	}
+}
+
+/* The interpreter's order: each output accumulates its reduced elements in
+ * input order, floats in double, integers in wrapping int64. */
+static void rd_red_any(const void *arg, int64_t o0, int64_t o1)
+{
+	const rd_red *r = arg;
+	int dt = r->dt, kind = r->kind;
+	rd_odo ko;
+	rd_odo_init(&ko, r->kept, r->nk, o0);
+	for (int64_t o = o0; o < o1; o++, rd_odo_next(&ko)) {
+		rd_odo ro;
+		rd_odo_init(&ro, r->red, r->nr, 0);
+		if (rd_is_float(dt)) {
+			double a = rd_ident(kind);
+			for (int64_t q = 0; q < r->group; q++, rd_odo_next(&ro)) {
+				double v = rd_get(r->x, dt, ko.off + ro.off);
+				if (kind == KK_RED_MAX)
+					a = v > a || v != v ? v : a;
+				else if (kind == KK_RED_MIN)
+					a = v < a || v != v ? v : a;
+				else
+					a += v;
+			}
+			rd_set(r->y, dt, o, kind == KK_RED_MEAN ? a / (double)r->group : a);
+		} else {
+			int64_t a = kind == KK_RED_MAX ? rd_int_lowest(dt) : kind == KK_RED_MIN ? rd_int_highest(dt) : 0;
+			for (int64_t q = 0; q < r->group; q++, rd_odo_next(&ro)) {
+				int64_t v = rd_get_i(r->x, dt, ko.off + ro.off);
+				if (kind == KK_RED_MAX)
+					a = v > a ? v : a;
+				else if (kind == KK_RED_MIN)
+					a = v < a ? v : a;
+				else
+					a = (int64_t)((uint64_t)a + (uint64_t)v);
+			}
+			rd_set_i(r->y, dt, o, kind == KK_RED_MEAN ? a / r->group : a);
+		}
+	}
+}
+
+static rd_red rd_red_args(const int64_t *ip, void *const *t)
+{
+	rd_red r = {
+		.x = t[0], .y = t[ip[KK_RED_Y]], .kind = (int)ip[KK_RED_KIND], .dt = (int)ip[KK_RED_DT],
+		.nk = (int)ip[KK_RED_NK], .nr = (int)ip[KK_RED_NR], .nout = ip[KK_RED_NOUT],
+		.group = ip[KK_RED_GROUP],
+	};
+	r.kept = ip + KK_RED_GROUPS;
+	r.red = r.kept + 2 * r.nk;
+	return r;
+}
+
+/* COPY and FILL, for every dtype. Empty reductions give the interpreter's
+ * values: 0 (Sum), NaN (float Mean) or 0 (integer Mean), the lowest (Max)
+ * or highest (Min) value. */
+static void rd_red_trivial(const rd_red *r, int mode)
+{
+	if (mode == KK_RED_MODE_COPY) {
+		memcpy(r->y, r->x, (size_t)(r->nout * rd_size(r->dt)));
+		return;
+	}
+	for (int64_t o = 0; o < r->nout; o++) {
+		if (rd_is_float(r->dt))
+			rd_set(r->y, r->dt, o, r->kind == KK_RED_MEAN ? (double)KK_NAN : rd_ident(r->kind));
+		else
+			rd_set_i(r->y, r->dt, o, r->kind == KK_RED_MAX ? rd_int_lowest(r->dt)
+			                         : r->kind == KK_RED_MIN ? rd_int_highest(r->dt) : 0);
+	}
+}
+
+KK_KERNEL(kk_reduce_f32)
+{
+	(void)fp;
+	rd_red r = rd_red_args(ip, t);
+	int mode = (int)ip[KK_RED_MODE];
+	int64_t work = r.nout * r.group;
+	if (mode == KK_RED_MODE_ROW) {
+		rd_parallel(h, r.nout, work, rd_red_row, &r);
+	} else if (mode == KK_RED_MODE_COL) {
+		int64_t inner = r.kept[2 * (r.nk - 1)], tw = RD_TILE * KK_VL;
+		int64_t items = r.nout / inner * ((inner + tw - 1) / tw);
+		rd_parallel(h, items, work, rd_red_col, &r);
+	} else {
+		rd_red_trivial(&r, mode);
+	}
+}
+
+KK_KERNEL(kk_reduce_any)
+{
+	(void)fp;
+	rd_red r = rd_red_args(ip, t);
+	int mode = (int)ip[KK_RED_MODE];
+	if (mode == KK_RED_MODE_ROW || mode == KK_RED_MODE_COL)
+		rd_parallel(h, r.nout, r.nout * r.group, rd_red_any, &r);
+	else
+		rd_red_trivial(&r, mode);
+}
+
+/* ---- Softmax, LogSoftmax ------------------------------------------------ */
+
+typedef struct rd_smx {
+	const void *x;
+	void *y;
+	int64_t outer, dim, inner;
+	int log, dt;
+} rd_smx;
+
+/* inner == 1: one contiguous row per item. Three passes: max, exp and sum
+ * (softmax keeps exp(x - max) in Y), then scale (or subtract the log sum). */
+static void rd_smx_rows(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_smx *s = arg;
+	int64_t n = s->dim;
+	for (int64_t r = r0; r < r1; r++) {
+		const float *x = (const float *)s->x + r * n;
+		float *y = (float *)s->y + r * n;
+		kk_vf m0 = kk_splat(-KK_INFINITY), m1 = m0;
+		int64_t j = 0;
+		for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+			m0 = rd_vmax(m0, kk_load(x + j));
+			m1 = rd_vmax(m1, kk_load(x + j + KK_VL));
+		}
+		for (; j + KK_VL <= n; j += KK_VL)
+			m0 = rd_vmax(m0, kk_load(x + j));
+		if (j < n)
+			m1 = rd_vmax(m1, rd_load_fill(x + j, n - j, -KK_INFINITY));
+		float mx = rd_hmax(rd_vmax(m0, m1));
+		if (mx == -KK_INFINITY)
+			mx = 0.0f; /* all -inf: keep exp's argument finite, as the interpreter */
+		kk_vf vm = kk_splat(mx), s0 = {0}, s1 = {0};
+		for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+			kk_vf e0 = kk_exp(kk_load(x + j) - vm), e1 = kk_exp(kk_load(x + j + KK_VL) - vm);
+			if (!s->log) {
+				kk_store(y + j, e0);
+				kk_store(y + j + KK_VL, e1);
+			}
+			s0 += e0;
+			s1 += e1;
+		}
+		for (; j + KK_VL <= n; j += KK_VL) {
+			kk_vf e = kk_exp(kk_load(x + j) - vm);
+			if (!s->log)
+				kk_store(y + j, e);
+			s0 += e;
+		}
+		if (j < n) {
+			kk_vf e = kk_select(rd_mask(n - j), kk_exp(kk_load_n(x + j, n - j) - vm), kk_splat(0.0f));
+			if (!s->log)
+				kk_store_n(y + j, e, n - j);
+			s1 += e;
+		}
+		float sum = kk_hsum(s0 + s1);
+		if (s->log) {
+			kk_vf ls = kk_splat(logf(sum));
+			for (j = 0; j + KK_VL <= n; j += KK_VL)
+				kk_store(y + j, (kk_load(x + j) - vm) - ls);
+			if (j < n)
+				kk_store_n(y + j, (kk_load_n(x + j, n - j) - vm) - ls, n - j);
+		} else {
+			kk_vf inv = kk_splat(1.0f / sum);
+			for (j = 0; j + KK_VL <= n; j += KK_VL)
+				kk_store(y + j, kk_load(y + j) * inv);
+			if (j < n)
+				kk_store_n(y + j, kk_load_n(y + j, n - j) * inv, n - j);
+		}
+	}
+}
+
+/* inner > 1: an item is one strip of up to KK_VL columns of one outer
+ * index; the passes run down the softmax axis with a vector per row. */
+static void rd_smx_cols(const void *arg, int64_t i0, int64_t i1)
+{
+	const rd_smx *s = arg;
+	int64_t n = s->dim, in = s->inner, nstrip = (in + KK_VL - 1) / KK_VL;
+	for (int64_t it = i0; it < i1; it++) {
+		int64_t o = it / nstrip, c0 = it % nstrip * KK_VL;
+		int64_t w = in - c0 < KK_VL ? in - c0 : KK_VL;
+		const float *x = (const float *)s->x + o * n * in + c0;
+		float *y = (float *)s->y + o * n * in + c0;
+		kk_vf m = kk_splat(-KK_INFINITY), sum = {0};
+		for (int64_t j = 0; j < n; j++)
+			m = rd_vmax(m, rd_load_w(x + j * in, w));
+		m = kk_select(m == kk_splat(-KK_INFINITY), kk_splat(0.0f), m);
+		for (int64_t j = 0; j < n; j++) {
+			kk_vf e = kk_exp(rd_load_w(x + j * in, w) - m);
+			if (!s->log)
+				rd_store_w(y + j * in, e, w);
+			sum += e;
+		}
+		if (s->log) {
+			kk_vf ls; /* once per strip: libm's logf is accurate and cheap enough */
+			for (int i = 0; i < KK_VL; i++)
+				ls[i] = logf(sum[i]);
+			for (int64_t j = 0; j < n; j++)
+				rd_store_w(y + j * in, (rd_load_w(x + j * in, w) - m) - ls, w);
+		} else {
+			kk_vf inv = kk_splat(1.0f) / sum;
+			for (int64_t j = 0; j < n; j++)
+				rd_store_w(y + j * in, rd_load_w(y + j * in, w) * inv, w);
+		}
+	}
+}
+
+/* The interpreter's algorithm in double, one (outer, inner) line per item. */
+static void rd_smx_any(const void *arg, int64_t i0, int64_t i1)
+{
+	const rd_smx *s = arg;
+	int64_t n = s->dim, in = s->inner;
+	for (int64_t it = i0; it < i1; it++) {
+		int64_t base = it / in * n * in + it % in;
+		double mx = -(double)KK_INFINITY, sum = 0.0;
+		for (int64_t j = 0; j < n; j++) {
+			double v = rd_get(s->x, s->dt, base + j * in);
+			if (v > mx || v != v)
+				mx = v;
+		}
+		if (mx == -(double)KK_INFINITY)
+			mx = 0.0;
+		for (int64_t j = 0; j < n; j++)
+			sum += exp(rd_get(s->x, s->dt, base + j * in) - mx);
+		double lsum = log(sum);
+		for (int64_t j = 0; j < n; j++) {
+			double v = rd_get(s->x, s->dt, base + j * in) - mx;
+			rd_set(s->y, s->dt, base + j * in, s->log ? v - lsum : exp(v) / sum);
+		}
+	}
+}
+
+static rd_smx rd_smx_args(const int64_t *ip, void *const *t)
+{
+	return (rd_smx){.x = t[0], .y = t[1], .outer = ip[KK_SMX_OUTER], .dim = ip[KK_SMX_DIM],
+	                .inner = ip[KK_SMX_INNER], .log = (int)ip[KK_SMX_LOG],
+	                .dt = (int)ip[KK_SMX_DT]};
+}
+
+KK_KERNEL(kk_softmax_f32)
+{
+	(void)fp;
+	rd_smx s = rd_smx_args(ip, t);
+	int64_t work = 3 * s.outer * s.dim * s.inner;
+	if (s.inner == 1)
+		rd_parallel(h, s.outer, work, rd_smx_rows, &s);
+	else
+		rd_parallel(h, s.outer * ((s.inner + KK_VL - 1) / KK_VL), work, rd_smx_cols, &s);
+}
+
+KK_KERNEL(kk_softmax_any)
+{
+	(void)fp;
+	rd_smx s = rd_smx_args(ip, t);
+	rd_parallel(h, s.outer * s.inner, 3 * s.outer * s.dim * s.inner, rd_smx_any, &s);
+}
+
+/* ---- LayerNormalization -------------------------------------------------- */
+
+typedef struct rd_ln {
+	const void *x, *scale, *bias;
+	void *y, *mean, *inv;
+	int64_t rows, dim;
+	int dt, stash_dt;
+	double eps;
+} rd_ln;
+
+static inline int64_t rd_round64(int64_t b)
+{
+	return (b + 63) / 64 * 64;
+}
+
+/* Writes the broadcast parameter src (strides st over the norm dims) densely
+ * into dst, element by element whatever the dtype. */
+static void rd_expand(void *dst, const void *src, int64_t esize, int rank, const int64_t *dims,
+                      const int64_t *st)
+{
+	int64_t g[2 * KILN_ABI_MAX_RANK], n = 1;
+	for (int k = 0; k < rank; k++) {
+		g[2 * k] = dims[k];
+		g[2 * k + 1] = st[k];
+		n *= dims[k];
+	}
+	rd_odo o;
+	rd_odo_init(&o, g, rank, 0);
+	for (int64_t j = 0; j < n; j++, rd_odo_next(&o))
+		memcpy((char *)dst + j * esize, (const char *)src + o.off * esize, (size_t)esize);
+}
+
+static void rd_ln_stats(const rd_ln *l, int64_t r, double mean, double inv)
+{
+	if (l->mean)
+		rd_set(l->mean, l->stash_dt, r, mean);
+	if (l->inv)
+		rd_set(l->inv, l->stash_dt, r, inv);
+}
+
+static void rd_ln_f32(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_ln *l = arg;
+	int64_t n = l->dim;
+	const float *sc = l->scale, *bi = l->bias;
+	for (int64_t r = r0; r < r1; r++) {
+		const float *x = (const float *)l->x + r * n;
+		float *y = (float *)l->y + r * n;
+		kk_vf a0 = {0}, a1 = {0};
+		int64_t j = 0;
+		for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+			a0 += kk_load(x + j);
+			a1 += kk_load(x + j + KK_VL);
+		}
+		for (; j + KK_VL <= n; j += KK_VL)
+			a0 += kk_load(x + j);
+		if (j < n)
+			a1 += kk_load_n(x + j, n - j);
+		float mean = kk_hsum(a0 + a1) / (float)n;
+		kk_vf vm = kk_splat(mean);
+		a0 = a1 = (kk_vf){0};
+		for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+			kk_vf d0 = kk_load(x + j) - vm, d1 = kk_load(x + j + KK_VL) - vm;
+			a0 += d0 * d0;
+			a1 += d1 * d1;
+		}
+		for (; j + KK_VL <= n; j += KK_VL) {
+			kk_vf d = kk_load(x + j) - vm;
+			a0 += d * d;
+		}
+		if (j < n) {
+			kk_vf d = kk_select(rd_mask(n - j), kk_load_n(x + j, n - j) - vm, kk_splat(0.0f));
+			a1 += d * d;
+		}
+		float var = kk_hsum(a0 + a1) / (float)n;
+		float inv = 1.0f / sqrtf(var + (float)l->eps);
+		kk_vf vi = kk_splat(inv);
+		for (j = 0; j + KK_VL <= n; j += KK_VL) {
+			kk_vf v = (kk_load(x + j) - vm) * vi * kk_load(sc + j);
+			if (bi)
+				v += kk_load(bi + j);
+			kk_store(y + j, v);
+		}
+		if (j < n) {
+			kk_vf v = (kk_load_n(x + j, n - j) - vm) * vi * kk_load_n(sc + j, n - j);
+			if (bi)
+				v += kk_load_n(bi + j, n - j);
+			kk_store_n(y + j, v, n - j);
+		}
+		rd_ln_stats(l, r, mean, inv);
+	}
+}
+
+static void rd_ln_any(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_ln *l = arg;
+	int64_t n = l->dim;
+	int dt = l->dt;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t base = r * n;
+		double mean = 0.0, var = 0.0;
+		for (int64_t j = 0; j < n; j++)
+			mean += rd_get(l->x, dt, base + j);
+		mean /= (double)n;
+		for (int64_t j = 0; j < n; j++) {
+			double d = rd_get(l->x, dt, base + j) - mean;
+			var += d * d;
+		}
+		var /= (double)n;
+		double inv = 1.0 / sqrt(var + l->eps);
+		for (int64_t j = 0; j < n; j++) {
+			double v = (rd_get(l->x, dt, base + j) - mean) * inv * rd_get(l->scale, dt, j);
+			if (l->bias)
+				v += rd_get(l->bias, dt, j);
+			rd_set(l->y, dt, base + j, v);
+		}
+		rd_ln_stats(l, r, mean, inv);
+	}
+}
+
+static rd_ln rd_ln_args(const int64_t *ip, const double *fp, void *const *t)
+{
+	int n_in = (int)ip[KK_LN_N_IN], n_out = (int)ip[KK_LN_N_OUT];
+	rd_ln l = {
+		.x = t[0], .scale = t[1], .bias = n_in > 2 ? t[2] : NULL, .y = t[n_in],
+		.mean = n_out > 1 ? t[n_in + 1] : NULL, .inv = n_out > 2 ? t[n_in + 2] : NULL,
+		.rows = ip[KK_LN_ROWS], .dim = ip[KK_LN_DIM], .dt = (int)ip[KK_LN_DT],
+		.stash_dt = (int)ip[KK_LN_STASH_DT], .eps = fp[KK_LN_FP_EPS],
+	};
+	int rank = (int)ip[KK_LN_NORM_RANK];
+	const int64_t *dims = ip + KK_LN_DIMS;
+	int64_t es = rd_size(l.dt);
+	char *scratch = t[n_in + n_out];
+	if (!ip[KK_LN_SCALE_DENSE]) {
+		rd_expand(scratch, l.scale, es, rank, dims, dims + rank);
+		l.scale = scratch;
+	}
+	if (l.bias && !ip[KK_LN_BIAS_DENSE]) {
+		char *b = scratch + rd_round64(l.dim * es);
+		rd_expand(b, l.bias, es, rank, dims, dims + 2 * rank);
+		l.bias = b;
+	}
+	return l;
+}
+
+KK_KERNEL(kk_layer_norm_f32)
+{
+	rd_ln l = rd_ln_args(ip, fp, t);
+	rd_parallel(h, l.rows, 3 * l.rows * l.dim, rd_ln_f32, &l);
+}
+
+KK_KERNEL(kk_layer_norm_any)
+{
+	rd_ln l = rd_ln_args(ip, fp, t);
+	rd_parallel(h, l.rows, 3 * l.rows * l.dim, rd_ln_any, &l);
+}
+
+/* ---- BatchNormalization (inference) ------------------------------------- */
+
+typedef struct rd_bn {
+	const void *x, *p[4]; /* scale, B, mean, var */
+	void *y;
+	const float *tab; /* f32: C shifts (mean), C multipliers, C biases */
+	int64_t c, inner;
+	int dt, pdt[4];
+	double eps;
+} rd_bn;
+
+static inline double rd_bn_mul(const rd_bn *b, int64_t ch)
+{
+	return rd_get(b->p[0], b->pdt[0], ch) / sqrt(rd_get(b->p[3], b->pdt[3], ch) + b->eps);
+}
+
+/* One (batch, channel) plane of INNER elements per row. */
+static void rd_bn_f32(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_bn *b = arg;
+	int64_t n = b->inner;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t ch = r % b->c;
+		const float *x = (const float *)b->x + r * n;
+		float *y = (float *)b->y + r * n;
+		kk_vf m = kk_splat(b->tab[ch]), k = kk_splat(b->tab[b->c + ch]);
+		kk_vf a = kk_splat(b->tab[2 * b->c + ch]);
+		int64_t j = 0;
+		for (; j + KK_VL <= n; j += KK_VL)
+			kk_store(y + j, (kk_load(x + j) - m) * k + a);
+		if (j < n)
+			kk_store_n(y + j, (kk_load_n(x + j, n - j) - m) * k + a, n - j);
+	}
+}
+
+static void rd_bn_any(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_bn *b = arg;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t ch = r % b->c;
+		double mul = rd_bn_mul(b, ch), mean = rd_get(b->p[2], b->pdt[2], ch);
+		double bias = rd_get(b->p[1], b->pdt[1], ch);
+		for (int64_t j = r * b->inner; j < (r + 1) * b->inner; j++)
+			rd_set(b->y, b->dt, j, (rd_get(b->x, b->dt, j) - mean) * mul + bias);
+	}
+}
+
+static rd_bn rd_bn_args(const int64_t *ip, const double *fp, void *const *t)
+{
+	rd_bn b = {.x = t[0], .y = t[5], .c = ip[KK_BN_C], .inner = ip[KK_BN_INNER],
+	           .dt = (int)ip[KK_BN_DT], .eps = fp[KK_BN_FP_EPS]};
+	for (int i = 0; i < 4; i++) {
+		b.p[i] = t[1 + i];
+		b.pdt[i] = (int)ip[KK_BN_PARAM_DT + i];
+	}
+	return b;
+}
+
+KK_KERNEL(kk_batch_norm_f32)
+{
+	rd_bn b = rd_bn_args(ip, fp, t);
+	float *tab = t[6];
+	for (int64_t ch = 0; ch < b.c; ch++) {
+		tab[ch] = (float)rd_get(b.p[2], b.pdt[2], ch);
+		tab[b.c + ch] = (float)rd_bn_mul(&b, ch);
+		tab[2 * b.c + ch] = (float)rd_get(b.p[1], b.pdt[1], ch);
+	}
+	b.tab = tab;
+	int64_t rows = ip[KK_BN_N] * b.c;
+	rd_parallel(h, rows, rows * b.inner, rd_bn_f32, &b);
+}
+
+KK_KERNEL(kk_batch_norm_any)
+{
+	rd_bn b = rd_bn_args(ip, fp, t);
+	int64_t rows = ip[KK_BN_N] * b.c;
+	rd_parallel(h, rows, rows * b.inner, rd_bn_any, &b);
+}
+
+/* ---- MaxPool, AveragePool ----------------------------------------------- */
+
+typedef struct rd_pool {
+	const void *x;
+	void *y;
+	int64_t *idx; /* MaxPool Indices, or NULL */
+	int max, dt, incl, col_major;
+	int64_t in[3], out[3], k[3], s[3], dl[3], pb[3], pe[3];
+	int64_t is, os; /* spatial sizes of one plane, input and output */
+} rd_pool;
+
+/* One output of plane `pl` at o[3], as the interpreter computes it (taps in
+ * order, in double); *at gets MaxPool's flat index within the plane. */
+static double rd_pool_one(const rd_pool *q, int64_t pl, const int64_t *o, int64_t *at)
+{
+	double best = -(double)KK_INFINITY, sum = 0.0;
+	int64_t count = 0, best_at = 0;
+	int any = 0;
+	const int64_t base = pl * q->is;
+	for (int64_t k0 = 0; k0 < q->k[0]; k0++) {
+		int64_t p0 = o[0] * q->s[0] + k0 * q->dl[0] - q->pb[0];
+		int in0 = p0 >= 0 && p0 < q->in[0];
+		int pad0 = p0 >= -q->pb[0] && p0 < q->in[0] + q->pe[0];
+		for (int64_t k1 = 0; k1 < q->k[1]; k1++) {
+			int64_t p1 = o[1] * q->s[1] + k1 * q->dl[1] - q->pb[1];
+			int in1 = in0 && p1 >= 0 && p1 < q->in[1];
+			int pad1 = pad0 && p1 >= -q->pb[1] && p1 < q->in[1] + q->pe[1];
+			for (int64_t k2 = 0; k2 < q->k[2]; k2++) {
+				int64_t p2 = o[2] * q->s[2] + k2 * q->dl[2] - q->pb[2];
+				if (!(in1 && p2 >= 0 && p2 < q->in[2])) {
+					count += q->incl && pad1 && p2 >= -q->pb[2] && p2 < q->in[2] + q->pe[2];
+					continue;
+				}
+				int64_t a = (p0 * q->in[1] + p1) * q->in[2] + p2;
+				double v = rd_get(q->x, q->dt, base + a);
+				count++;
+				sum += v;
+				if (!any || v > best || (v != v && best == best)) {
+					best = v;
+					best_at = q->col_major ? (p2 * q->in[1] + p1) * q->in[0] + p0 : a;
+					any = 1;
+				}
+			}
+		}
+	}
+	*at = best_at;
+	if (q->max)
+		return best;
+	return count ? sum / (double)count : (double)KK_NAN;
+}
+
+/* Items are output rows (plane, o0, o1); every output through rd_pool_one. */
+static void rd_pool_any(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_pool *q = arg;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t o[3] = {r / q->out[1] % q->out[0], r % q->out[1], 0};
+		int64_t pl = r / (q->out[0] * q->out[1]);
+		for (o[2] = 0; o[2] < q->out[2]; o[2]++) {
+			int64_t at, j = pl * q->os + (o[0] * q->out[1] + o[1]) * q->out[2] + o[2];
+			rd_set(q->y, q->dt, j, rd_pool_one(q, pl, o, &at));
+			if (q->idx)
+				q->idx[j] = pl * q->is + at;
+		}
+	}
+}
+
+#if KK_VL == 4
+#define RD_EVEN 0, 2, 4, 6
+#elif KK_VL == 8
+#define RD_EVEN 0, 2, 4, 6, 8, 10, 12, 14
+#else
+#define RD_EVEN 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#endif
+
+/* p[0], p[2], ..., p[2 * (KK_VL - 1)]: KK_VL stride-2 window starts (the
+ * caller guarantees p[2 * KK_VL - 1] is inside the row). */
+static inline kk_vf rd_load_even(const float *p)
+{
+	return __builtin_shufflevector(kk_load(p), kk_load(p + KK_VL), RD_EVEN);
+}
+
+/* The taps of one window along axis a at output position o: those inside
+ * the input are [*kb, *ke) (a range, as positions grow with the tap); the
+ * return value is how many count towards AveragePool's divisor. */
+static int64_t rd_pool_taps(const rd_pool *q, int a, int64_t o, int64_t *kb, int64_t *ke)
+{
+	int64_t p = o * q->s[a] - q->pb[a], b = 0, e, pad = 0;
+	while (b < q->k[a] && p + b * q->dl[a] < 0)
+		b++;
+	for (e = b; e < q->k[a] && p + e * q->dl[a] < q->in[a]; e++)
+		;
+	for (int64_t k = 0; k < q->k[a] && q->incl; k++)
+		pad += p + k * q->dl[a] >= -q->pb[a] && p + k * q->dl[a] < q->in[a] + q->pe[a];
+	*kb = b;
+	*ke = e;
+	return q->incl ? pad : e - b;
+}
+
+/* One f32 output of the row starting at xr (the input plane) at o[2], the
+ * outer two tap ranges given; float arithmetic, for the border outputs. */
+static float rd_pool_border(const rd_pool *q, const float *xp, const int64_t *o,
+                            const int64_t *kb, const int64_t *ke, int64_t cnt01)
+{
+	int64_t b2, e2, c2 = rd_pool_taps(q, 2, o[2], &b2, &e2);
+	float acc = q->max ? -KK_INFINITY : 0.0f;
+	for (int64_t k0 = kb[0]; k0 < ke[0]; k0++) {
+		int64_t p0 = o[0] * q->s[0] + k0 * q->dl[0] - q->pb[0];
+		for (int64_t k1 = kb[1]; k1 < ke[1]; k1++) {
+			int64_t p1 = o[1] * q->s[1] + k1 * q->dl[1] - q->pb[1];
+			const float *row = xp + (p0 * q->in[1] + p1) * q->in[2] + o[2] * q->s[2] - q->pb[2];
+			for (int64_t k2 = b2; k2 < e2; k2++) {
+				float v = row[k2 * q->dl[2]];
+				acc = q->max ? rd_max(acc, v) : acc + v;
+			}
+		}
+	}
+	return q->max ? acc : acc / (float)(cnt01 * c2);
+}
+
+/* KK_VL outputs from ow on, every window inside the input along the last
+ * dim: the max, or the sum of the taps. Specialised on max and stride. */
+static inline __attribute__((always_inline)) kk_vf
+rd_pool_vec(const rd_pool *q, const float *xp, const int64_t *o, const int64_t *kb,
+            const int64_t *ke, int64_t ow, int max, int s2)
+{
+	kk_vf acc = kk_splat(max ? -KK_INFINITY : 0.0f);
+	for (int64_t k0 = kb[0]; k0 < ke[0]; k0++) {
+		int64_t p0 = o[0] * q->s[0] + k0 * q->dl[0] - q->pb[0];
+		for (int64_t k1 = kb[1]; k1 < ke[1]; k1++) {
+			int64_t p1 = o[1] * q->s[1] + k1 * q->dl[1] - q->pb[1];
+			const float *row = xp + (p0 * q->in[1] + p1) * q->in[2] + ow * s2 - q->pb[2];
+			for (int64_t k2 = 0; k2 < q->k[2]; k2++) {
+				const float *p = row + k2 * q->dl[2];
+				kk_vf v = s2 == 1 ? kk_load(p) : rd_load_even(p);
+				acc = max ? rd_vmax(acc, v) : acc + v;
+			}
+		}
+	}
+	return acc;
+}
+
+/* The interior [lo, hi) (hi - lo >= KK_VL) of one output row, the last
+ * vector overlapping the one before. */
+static inline __attribute__((always_inline)) void
+rd_pool_interior(const rd_pool *q, const float *xp, float *y, const int64_t *o,
+                 const int64_t *kb, const int64_t *ke, int64_t lo, int64_t hi, kk_vf div,
+                 int max, int s2)
+{
+	for (int64_t ow = lo;; ow += KK_VL) {
+		if (ow > hi - KK_VL)
+			ow = hi - KK_VL;
+		kk_vf acc = rd_pool_vec(q, xp, o, kb, ke, ow, max, s2);
+		kk_store(y + ow, max ? acc : acc / div);
+		if (ow == hi - KK_VL)
+			break;
+	}
+}
+
+/* f32 rows: along the last spatial dim, the outputs whose windows lie
+ * inside the input (stride 1 or 2) go a vector of outputs at a time, the
+ * border outputs (and every output for other strides) one by one. */
+static void rd_pool_f32(const void *arg, int64_t r0, int64_t r1)
+{
+	const rd_pool *q = arg;
+	int64_t s2 = q->s[2], pb2 = q->pb[2];
+	/* Interior outputs [lo, hi): every tap inside along the last dim, and for
+	 * stride 2 the element after the last tap too (rd_load_even reads it). */
+	int64_t lo = (pb2 + s2 - 1) / s2;
+	int64_t last = q->in[2] - 1 - (s2 - 1) - (q->k[2] - 1) * q->dl[2] + pb2;
+	int64_t hi = last < 0 ? 0 : last / s2 + 1;
+	if (hi > q->out[2])
+		hi = q->out[2];
+	if (hi - lo < KK_VL || s2 > 2)
+		lo = hi = 0;
+	for (int64_t r = r0; r < r1; r++) {
+		int64_t o[3] = {r / q->out[1] % q->out[0], r % q->out[1], 0};
+		int64_t pl = r / (q->out[0] * q->out[1]);
+		float *y = (float *)q->y + pl * q->os + (o[0] * q->out[1] + o[1]) * q->out[2];
+		const float *xp = (const float *)q->x + pl * q->is;
+		int64_t kb[2], ke[2];
+		int64_t cnt01 = rd_pool_taps(q, 0, o[0], &kb[0], &ke[0]) *
+		                rd_pool_taps(q, 1, o[1], &kb[1], &ke[1]);
+		for (o[2] = 0; o[2] < lo; o[2]++)
+			y[o[2]] = rd_pool_border(q, xp, o, kb, ke, cnt01);
+		if (hi > lo) {
+			kk_vf div = kk_splat((float)(cnt01 * q->k[2]));
+			if (q->max && s2 == 1)
+				rd_pool_interior(q, xp, y, o, kb, ke, lo, hi, div, 1, 1);
+			else if (q->max)
+				rd_pool_interior(q, xp, y, o, kb, ke, lo, hi, div, 1, 2);
+			else if (s2 == 1)
+				rd_pool_interior(q, xp, y, o, kb, ke, lo, hi, div, 0, 1);
+			else
+				rd_pool_interior(q, xp, y, o, kb, ke, lo, hi, div, 0, 2);
+			o[2] = hi;
+		}
+		for (; o[2] < q->out[2]; o[2]++)
+			y[o[2]] = rd_pool_border(q, xp, o, kb, ke, cnt01);
+	}
+}
+
+static rd_pool rd_pool_args(const int64_t *ip, void *const *t)
+{
+	rd_pool q = {.x = t[0], .y = t[1], .max = (int)ip[KK_POOL_MAX], .dt = (int)ip[KK_POOL_DT],
+	             .incl = (int)ip[KK_POOL_INCLUDE_PAD], .col_major = (int)ip[KK_POOL_COL_MAJOR]};
+	q.idx = ip[KK_POOL_INDICES] ? t[2] : NULL;
+	for (int a = 0; a < 3; a++) {
+		q.in[a] = ip[KK_POOL_IN + a];
+		q.out[a] = ip[KK_POOL_OUT + a];
+		q.k[a] = ip[KK_POOL_K + a];
+		q.s[a] = ip[KK_POOL_S + a];
+		q.dl[a] = ip[KK_POOL_DL + a];
+		q.pb[a] = ip[KK_POOL_PB + a];
+		q.pe[a] = ip[KK_POOL_PE + a];
+	}
+	q.is = q.in[0] * q.in[1] * q.in[2];
+	q.os = q.out[0] * q.out[1] * q.out[2];
+	return q;
+}
+
+KK_KERNEL(kk_pool_f32)
+{
+	(void)fp;
+	rd_pool q = rd_pool_args(ip, t);
+	int64_t rows = ip[KK_POOL_NC] * q.out[0] * q.out[1];
+	int64_t work = rows * q.out[2] * q.k[0] * q.k[1] * q.k[2];
+	rd_parallel(h, rows, work, rd_pool_f32, &q);
+}
+
+KK_KERNEL(kk_pool_any)
+{
+	(void)fp;
+	rd_pool q = rd_pool_args(ip, t);
+	int64_t rows = ip[KK_POOL_NC] * q.out[0] * q.out[1];
+	int64_t work = rows * q.out[2] * q.k[0] * q.k[1] * q.k[2];
+	rd_parallel(h, rows, work, rd_pool_any, &q);
+}

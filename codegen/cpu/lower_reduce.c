@@ -1,0 +1,330 @@
+/* lower_reduce.c — lowering for the reduce family (see cpu.h): Reduce*,
+ * GlobalAveragePool / GlobalMaxPool (as reductions), Softmax, LogSoftmax,
+ * LayerNormalization, BatchNormalization, MaxPool, AveragePool. Kernels in
+ * kernels/kk_reduce.c, parameter layouts in kernels/kk_params_reduce.h.
+ *
+ * f32 picks the vectorised `_f32` kernel, every other dtype the interpreter
+ * supports the scalar `_any` kernel. Shapes are canonicalised here: a
+ * reduction becomes kept and reduced groups of merged dims. */
+#include "cpu.h"
+#include "kk_params_reduce.h"
+
+static int rdt(kiln_dtype dt)
+{
+	switch (dt) {
+	case KILN_DT_F32: return KK_RDT_F32;
+	case KILN_DT_F16: return KK_RDT_F16;
+	case KILN_DT_BF16: return KK_RDT_BF16;
+	case KILN_DT_F64: return KK_RDT_F64;
+	case KILN_DT_I64: return KK_RDT_I64;
+	case KILN_DT_I32: return KK_RDT_I32;
+	case KILN_DT_I8: return KK_RDT_I8;
+	case KILN_DT_U8: return KK_RDT_U8;
+	default: return KK_RDT_BOOL;
+	}
+}
+
+static kiln_status unsupported_dtype(const kiln_node *n, kiln_dtype dt, kiln_diag *d)
+{
+	return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "dtype %s is not supported",
+	                       kiln_dtype_name(dt));
+}
+
+static const kiln_type *in_type(const kiln_node *n, int i)
+{
+	return &n->inputs[i]->type;
+}
+
+/* Reduces the dims of x marked in `reduced` (none marked: copy). The output
+ * is dense over the kept dims in order, with or without keepdims. */
+static void push_reduction(kiln_kcall *c, const kiln_type *x, const bool *reduced, int kind,
+                           int y_index)
+{
+	int64_t nout = 1, group = 1;
+	for (int i = 0; i < x->rank; i++) {
+		if (reduced[i])
+			group *= x->dims[i];
+		else
+			nout *= x->dims[i];
+	}
+	/* Groups of merged dims: size-1 dims dropped, neighbours of one kind joined
+	 * (dense input, so a group's stride is its last dim's). */
+	int64_t size[KILN_MAX_RANK], stride[KILN_MAX_RANK];
+	bool red[KILN_MAX_RANK];
+	int ng = 0, nk = 0, nr = 0;
+	int64_t st = 1;
+	for (int i = x->rank - 1; i >= 0; i--) {
+		int64_t dim = x->dims[i];
+		if (dim != 1) {
+			if (ng > 0 && red[ng - 1] == reduced[i]) {
+				size[ng - 1] *= dim;
+			} else {
+				size[ng] = dim;
+				stride[ng] = st;
+				red[ng++] = reduced[i];
+			}
+		}
+		st *= dim;
+	}
+	for (int g = 0; g < ng; g++) {
+		if (red[g])
+			nr++;
+		else
+			nk++;
+	}
+	int mode = nout == 0 || group == 0 ? KK_RED_MODE_FILL
+	         : nr == 0                ? KK_RED_MODE_COPY
+	         : red[0]                 ? KK_RED_MODE_ROW
+	                                  : KK_RED_MODE_COL;
+	kiln_kcall_i(c, kind);
+	kiln_kcall_i(c, rdt(x->dtype));
+	kiln_kcall_i(c, mode);
+	kiln_kcall_i(c, nout);
+	kiln_kcall_i(c, group);
+	kiln_kcall_i(c, nk);
+	kiln_kcall_i(c, nr);
+	kiln_kcall_i(c, y_index);
+	/* The groups were collected innermost first; push outermost first. */
+	for (int pass = 0; pass < 2; pass++)
+		for (int g = ng - 1; g >= 0; g--)
+			if (red[g] == (pass == 1)) {
+				kiln_kcall_i(c, size[g]);
+				kiln_kcall_i(c, stride[g]);
+			}
+	c->fn = x->dtype == KILN_DT_F32 ? "kk_reduce_f32" : "kk_reduce_any";
+}
+
+static kiln_status lower_reduce_op(const kiln_node *n, kiln_kcall *c, int kind, kiln_diag *d)
+{
+	const kiln_type *x = in_type(n, 0);
+	bool reduced[KILN_MAX_RANK] = {false};
+	int count = 0;
+	const kiln_value *axes = kiln_node_in(n, 1);
+	if (axes) {
+		if (axes->kind != KILN_VALUE_CONST || !axes->data)
+			return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
+			                       "axes must be a constant for the CPU backend");
+		count = (int)kiln_type_numel(&axes->type);
+	}
+	for (int k = 0; k < count; k++) {
+		int64_t a = kiln_const_get_i64(axes, k);
+		int ax;
+		if (!kiln_axis_norm(a, x->rank, &ax))
+			return kiln_diag_error(d, KILN_ERR_SHAPE, n, "axis %lld out of range for rank %d",
+			                       (long long)a, x->rank);
+		reduced[ax] = true;
+	}
+	bool noop = count == 0 && kiln_node_int(n, "noop_with_empty_axes", 0) != 0;
+	for (int i = 0; i < x->rank && count == 0 && !noop; i++)
+		reduced[i] = true;
+	push_reduction(c, x, reduced, kind, n->n_inputs);
+	return KILN_OK;
+}
+
+static kiln_status lower_global_pool(const kiln_node *n, kiln_kcall *c, int kind, kiln_diag *d)
+{
+	const kiln_type *x = in_type(n, 0);
+	if (x->rank < 2)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "input has rank %d, expected at least 2",
+		                       x->rank);
+	bool reduced[KILN_MAX_RANK] = {false};
+	for (int i = 2; i < x->rank; i++)
+		reduced[i] = true;
+	push_reduction(c, x, reduced, kind, 1);
+	return KILN_OK;
+}
+
+static kiln_status lower_softmax(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	const kiln_type *x = in_type(n, 0);
+	int64_t a = kiln_node_int(n, "axis", -1), outer = 1, dim = 1, inner = 1;
+	int axis;
+	if (x->rank == 0 && (a == 0 || a == -1)) {
+		axis = 0; /* a scalar is one row of one element */
+	} else if (!kiln_axis_norm(a, x->rank, &axis)) {
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "axis %lld out of range for rank %d",
+		                       (long long)a, x->rank);
+	} else {
+		dim = x->dims[axis];
+		for (int i = 0; i < axis; i++)
+			outer *= x->dims[i];
+		for (int i = axis + 1; i < x->rank; i++)
+			inner *= x->dims[i];
+	}
+	if (!kiln_dtype_is_float(x->dtype))
+		return unsupported_dtype(n, x->dtype, d);
+	kiln_kcall_i(c, outer);
+	kiln_kcall_i(c, dim);
+	kiln_kcall_i(c, inner);
+	kiln_kcall_i(c, n->op == KILN_OP_LOG_SOFTMAX);
+	kiln_kcall_i(c, rdt(x->dtype));
+	c->fn = x->dtype == KILN_DT_F32 ? "kk_softmax_f32" : "kk_softmax_any";
+	return KILN_OK;
+}
+
+static kiln_status lower_layer_norm(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	const kiln_type *x = in_type(n, 0);
+	int64_t a = kiln_node_int(n, "axis", -1);
+	int axis;
+	if (!kiln_axis_norm(a, x->rank, &axis))
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "axis %lld out of range for rank %d",
+		                       (long long)a, x->rank);
+	if (!kiln_dtype_is_float(x->dtype))
+		return unsupported_dtype(n, x->dtype, d);
+	int nr = x->rank - axis;
+	int64_t dim = 1, rows = 1;
+	for (int i = 0; i < axis; i++)
+		rows *= x->dims[i];
+	for (int i = axis; i < x->rank; i++)
+		dim *= x->dims[i];
+	if (dim == 0)
+		rows = 0;
+	/* Broadcast strides of Scale (p 0) and B (p 1) over the normalised dims. */
+	int64_t pst[2][KILN_MAX_RANK] = {{0}};
+	bool dense[2] = {true, true};
+	for (int p = 0; p < 2; p++) {
+		const kiln_value *v = kiln_node_in(n, 1 + p);
+		if (!v)
+			continue;
+		const kiln_type *pt = &v->type;
+		if (pt->dtype != x->dtype)
+			return kiln_diag_error(d, KILN_ERR_SHAPE, n, "input %d has dtype %s, expected %s",
+			                       1 + p, kiln_dtype_name(pt->dtype), kiln_dtype_name(x->dtype));
+		int64_t s = 1;
+		for (int i = pt->rank - 1, j = nr - 1; i >= 0; i--, j--) {
+			if (j >= 0)
+				pst[p][j] = pt->dims[i] == 1 ? 0 : s;
+			if (j < 0 ? pt->dims[i] != 1 : pt->dims[i] != 1 && pt->dims[i] != x->dims[axis + j])
+				return kiln_diag_error(d, KILN_ERR_SHAPE, n,
+				                       "%s does not broadcast to the normalized dims",
+				                       p ? "B" : "Scale");
+			s *= pt->dims[i];
+		}
+		dense[p] = kiln_type_numel(pt) == dim;
+	}
+	bool has_bias = kiln_node_in(n, 2) != NULL;
+	kiln_dtype stash = n->n_outputs > 1 ? n->outputs[1]->type.dtype : KILN_DT_F32;
+	if (!kiln_dtype_is_float(stash))
+		return unsupported_dtype(n, stash, d);
+	kiln_kcall_i(c, rows);
+	kiln_kcall_i(c, dim);
+	kiln_kcall_i(c, rdt(x->dtype));
+	kiln_kcall_i(c, rdt(stash));
+	kiln_kcall_i(c, n->n_inputs);
+	kiln_kcall_i(c, n->n_outputs);
+	kiln_kcall_i(c, dense[0]);
+	kiln_kcall_i(c, dense[1] || !has_bias);
+	kiln_kcall_i(c, nr);
+	for (int i = 0; i < nr; i++)
+		kiln_kcall_i(c, x->dims[axis + i]);
+	for (int p = 0; p < 2; p++)
+		for (int i = 0; i < nr; i++)
+			kiln_kcall_i(c, pst[p][i]);
+	kiln_kcall_f(c, kiln_node_float(n, "epsilon", 1e-5f));
+	if (!dense[0] || (has_bias && !dense[1])) {
+		int64_t part = ((int64_t)kiln_dtype_size(x->dtype) * dim + 63) / 64 * 64;
+		c->scratch_bytes = 2 * part;
+	}
+	c->fn = x->dtype == KILN_DT_F32 ? "kk_layer_norm_f32" : "kk_layer_norm_any";
+	return KILN_OK;
+}
+
+static kiln_status lower_batch_norm(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	const kiln_type *x = in_type(n, 0);
+	if (kiln_node_int(n, "training_mode", 0) != 0)
+		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
+		                       "training_mode=1 (inference only)");
+	if (x->rank < 2)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "X has rank %d, expected at least 2", x->rank);
+	if (!kiln_dtype_is_float(x->dtype))
+		return unsupported_dtype(n, x->dtype, d);
+	int64_t ch = x->dims[1], inner = 1;
+	for (int i = 2; i < x->rank; i++)
+		inner *= x->dims[i];
+	for (int i = 1; i < 5; i++) {
+		const kiln_value *v = kiln_node_in(n, i);
+		if (!v || kiln_type_numel(&v->type) != ch)
+			return kiln_diag_error(d, KILN_ERR_SHAPE, n,
+			                       "input %d must have %lld elements (the channels)", i,
+			                       (long long)ch);
+		if (!kiln_dtype_is_float(v->type.dtype))
+			return unsupported_dtype(n, v->type.dtype, d);
+	}
+	kiln_kcall_i(c, x->dims[0]);
+	kiln_kcall_i(c, ch);
+	kiln_kcall_i(c, inner);
+	kiln_kcall_i(c, rdt(x->dtype));
+	for (int i = 1; i < 5; i++)
+		kiln_kcall_i(c, rdt(in_type(n, i)->dtype));
+	kiln_kcall_f(c, kiln_node_float(n, "epsilon", 1e-5f));
+	if (x->dtype == KILN_DT_F32) {
+		c->scratch_bytes = 3 * ch * (int64_t)sizeof(float);
+		c->fn = "kk_batch_norm_f32";
+	} else {
+		c->fn = "kk_batch_norm_any";
+	}
+	return KILN_OK;
+}
+
+static kiln_status lower_pool(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	kiln_window w;
+	KILN_TRY(kiln_window_resolve(n, &w, d));
+	if (w.nspatial < 1 || w.nspatial > 3)
+		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
+		                       "%d spatial dims (1 to 3 supported)", w.nspatial);
+	kiln_dtype dt = in_type(n, 0)->dtype;
+	bool max = n->op == KILN_OP_MAX_POOL;
+	if (!kiln_dtype_is_float(dt) && !(max && (dt == KILN_DT_I8 || dt == KILN_DT_U8)))
+		return unsupported_dtype(n, dt, d);
+	bool indices = max && n->n_outputs > 1;
+	int off = 3 - w.nspatial;
+	int64_t g[7][3];
+	for (int a = 0; a < 3; a++) {
+		bool real = a >= off;
+		int r = a - off;
+		g[0][a] = real ? w.in[r] : 1;
+		g[1][a] = real ? w.out[r] : 1;
+		g[2][a] = real ? w.kernel[r] : 1;
+		g[3][a] = real ? w.stride[r] : 1;
+		g[4][a] = real ? w.dilation[r] : 1;
+		g[5][a] = real ? w.pad_begin[r] : 0;
+		g[6][a] = real ? w.pad_end[r] : 0;
+	}
+	kiln_kcall_i(c, max);
+	kiln_kcall_i(c, rdt(dt));
+	kiln_kcall_i(c, w.batch * w.in_c);
+	for (int f = 0; f < 7; f++)
+		for (int a = 0; a < 3; a++)
+			kiln_kcall_i(c, g[f][a]);
+	kiln_kcall_i(c, !max && w.count_include_pad);
+	kiln_kcall_i(c, indices);
+	kiln_kcall_i(c, max && kiln_node_int(n, "storage_order", 0) != 0);
+	c->fn = dt == KILN_DT_F32 && !indices ? "kk_pool_f32" : "kk_pool_any";
+	return KILN_OK;
+}
+
+kiln_status kiln_lower_reduce(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                              kiln_diag *d)
+{
+	(void)t;
+	switch (n->op) {
+	case KILN_OP_REDUCE_MEAN: return lower_reduce_op(n, c, KK_RED_MEAN, d);
+	case KILN_OP_REDUCE_SUM: return lower_reduce_op(n, c, KK_RED_SUM, d);
+	case KILN_OP_REDUCE_MAX: return lower_reduce_op(n, c, KK_RED_MAX, d);
+	case KILN_OP_REDUCE_MIN: return lower_reduce_op(n, c, KK_RED_MIN, d);
+	case KILN_OP_GLOBAL_AVG_POOL: return lower_global_pool(n, c, KK_RED_MEAN, d);
+	case KILN_OP_GLOBAL_MAX_POOL: return lower_global_pool(n, c, KK_RED_MAX, d);
+	case KILN_OP_SOFTMAX:
+	case KILN_OP_LOG_SOFTMAX: return lower_softmax(n, c, d);
+	case KILN_OP_LAYER_NORM: return lower_layer_norm(n, c, d);
+	case KILN_OP_BATCH_NORM: return lower_batch_norm(n, c, d);
+	case KILN_OP_MAX_POOL:
+	case KILN_OP_AVERAGE_POOL: return lower_pool(n, c, d);
+	default:
+		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "no CPU kernel for %s",
+		                       kiln_op_name(n->op));
+	}
+}

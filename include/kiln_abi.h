@@ -1,0 +1,81 @@
+/* kiln_abi.h — the artefact ABI: what a compiled model (.so or .o) exports and
+ * what it expects from whoever runs it.
+ *
+ * A compiled model exports exactly one symbol, `kiln_model`, a kiln_abi_model.
+ * Everything else (kernels, weights, tensor names) is internal to the object.
+ * The model's code calls nothing outside libc/libm: threads come in through the
+ * kiln_abi_host the runner passes to `entry`.
+ *
+ * This header is shared by the compiler (which emits these structs as LLVM
+ * constants), the kernel library (which calls the host) and the runtime (which
+ * reads the descriptor). Append only: new fields go at the end of a struct and
+ * bump KILN_ABI_VERSION. Plain C, no dependencies beyond <stdint.h>. */
+#ifndef KILN_ABI_H
+#define KILN_ABI_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_ABI_MAGIC 0x4e4c494bu /* "KILN" little-endian */
+#define KILN_ABI_VERSION 1u
+#define KILN_ABI_MAX_RANK 8
+#define KILN_ABI_ALIGN 64 /* arena, scratch and weight alignment in bytes */
+#define KILN_ABI_SYMBOL "kiln_model"
+
+/* One graph input or output. dtype holds a kiln_dtype value (kiln.h). */
+typedef struct kiln_abi_tensor {
+	const char *name;
+	int32_t dtype;
+	int32_t rank;
+	int64_t dims[KILN_ABI_MAX_RANK];
+	int64_t bytes; /* numel * element size */
+} kiln_abi_tensor;
+
+/* Runs fn(arg, begin, end, scratch) over disjoint [begin, end) ranges covering
+ * [0, n), possibly on several threads at once, and returns when all are done.
+ * scratch is the calling thread's private block of thread_scratch_bytes
+ * (aligned to KILN_ABI_ALIGN). A task must not call parallel_for itself. */
+typedef void (*kiln_abi_task_fn)(void *arg, int64_t begin, int64_t end, void *scratch);
+
+typedef struct kiln_abi_host {
+	uint32_t version;  /* KILN_ABI_VERSION of the runner */
+	int32_t n_threads; /* >= 1: how many threads parallel_for may use */
+	void *pool;        /* the runner's, passed back to parallel_for */
+	void (*parallel_for)(void *pool, int64_t n, kiln_abi_task_fn fn, void *arg);
+} kiln_abi_host;
+
+/* Runs the model once. arena: arena_bytes of writable memory aligned to
+ * KILN_ABI_ALIGN (contents need not be preserved between runs); inputs[i]
+ * and outputs[i]: the graph's tensors, dense C order, any alignment; an output
+ * must not overlap an input. Returns 0. Shapes and dtypes are fixed at compile
+ * time and are not checked here: the runtime checks them before calling. */
+typedef int32_t (*kiln_abi_entry_fn)(const kiln_abi_host *host, void *arena,
+                                     const void *const *inputs, void *const *outputs);
+
+typedef struct kiln_abi_model {
+	uint32_t magic;   /* KILN_ABI_MAGIC */
+	uint32_t version; /* KILN_ABI_VERSION it was compiled for */
+	const char *name;         /* the graph's name */
+	const char *kiln_version; /* compiler that made it, e.g. "0.1.0" */
+	const char *triple;       /* target triple, e.g. "x86_64-unknown-linux-gnu" */
+	const char *cpu;          /* target CPU, e.g. "znver5" or "x86-64-v3" */
+	const char *features;     /* comma-separated ISA features the code needs
+	                           * ("avx512f,fma"); the runtime checks them */
+	int32_t n_inputs;
+	int32_t n_outputs;
+	const kiln_abi_tensor *inputs;
+	const kiln_abi_tensor *outputs;
+	int64_t arena_bytes;          /* one arena per session */
+	int64_t thread_scratch_bytes; /* per thread, for kernels' packing buffers */
+	int32_t n_kernels;            /* kernels the entry runs, for reports */
+	int32_t reserved;
+	kiln_abi_entry_fn entry;
+} kiln_abi_model;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

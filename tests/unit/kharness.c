@@ -1,0 +1,223 @@
+/* kharness.c — native kernel checks against the interpreter (kharness.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "interp.h"
+#include "kharness.h"
+
+#define KK(name) {#name, name},
+static const struct {
+	const char *name;
+	kk_fn fn;
+} kernels[] = {
+#include "kernels.def"
+	{NULL, NULL},
+};
+#undef KK
+
+kk_fn kh_kernel(const char *name)
+{
+	for (int i = 0; kernels[i].name; i++)
+		if (!strcmp(kernels[i].name, name))
+			return kernels[i].fn;
+	return NULL;
+}
+
+kh_opts kh_defaults(void)
+{
+	return (kh_opts){.rtol = 1e-5, .atol = 1e-6, .threads = 3, .seed = 1, .lo = -2, .hi = 2};
+}
+
+/* The simulated pool: tasks run one after another, last range first, each
+ * with the scratch of the "thread" it would have had, so a kernel that
+ * depends on task order or shares scratch across tasks shows up. */
+typedef struct kh_pool {
+	int threads;
+	int64_t scratch_bytes;
+	unsigned char *scratch; /* threads * scratch_bytes (+ alignment) */
+} kh_pool;
+
+static void kh_parallel_for(void *pool, int64_t n, kiln_abi_task_fn fn, void *arg)
+{
+	kh_pool *p = pool;
+	int64_t chunks = n < p->threads ? n : p->threads;
+	for (int64_t c = chunks - 1; c >= 0; c--) {
+		int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+		fn(arg, b, e, p->scratch + c * p->scratch_bytes);
+	}
+}
+
+static uint64_t kh_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void fill_random(kiln_tensor *t, const kh_opts *o, uint64_t *seed)
+{
+	int64_t n = kiln_type_numel(&t->type);
+	for (int64_t i = 0; i < n; i++) {
+		double u = (double)(kh_rand(seed) >> 11) / 9007199254740992.0;
+		double v = o->lo + (o->hi - o->lo) * u;
+		if (kiln_dtype_is_float(t->type.dtype))
+			kiln_tensor_set_f64(t, i, v);
+		else if (t->type.dtype == KILN_DT_BOOL)
+			kiln_tensor_set_i64(t, i, u < 0.5);
+		else
+			kiln_tensor_set_i64(t, i, (int64_t)(v < 0 ? v - 0.5 : v + 0.5));
+	}
+}
+
+static void *alloc_poisoned(size_t bytes)
+{
+	void *p = malloc(bytes ? bytes : 1);
+	if (p)
+		memset(p, 0xff, bytes); /* NaN for floats: unwritten elements show */
+	return p;
+}
+
+static bool close_enough(const kiln_tensor *got, const kiln_tensor *ref, const kh_opts *o,
+                         int64_t *bad)
+{
+	int64_t n = kiln_type_numel(&ref->type);
+	for (int64_t i = 0; i < n; i++) {
+		if (kiln_dtype_is_float(ref->type.dtype)) {
+			double a = kiln_tensor_get_f64(got, i), b = kiln_tensor_get_f64(ref, i);
+			if (a != a && b != b)
+				continue;
+			if (a == b)
+				continue;
+			double diff = a > b ? a - b : b - a, mag = b < 0 ? -b : b;
+			if (!(diff <= o->atol + o->rtol * mag)) {
+				*bad = i;
+				return false;
+			}
+		} else if (kiln_tensor_get_i64(got, i) != kiln_tensor_get_i64(ref, i)) {
+			*bad = i;
+			return false;
+		}
+	}
+	return true;
+}
+
+kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_size)
+{
+	kiln_status st = KILN_OK;
+	kiln_diag d;
+	kiln_diag_init(&d, "kharness");
+	d.fn = NULL;
+	msg[0] = 0;
+	uint64_t seed = o->seed ? o->seed : 1;
+
+	void **buf = calloc((size_t)g->n_values, sizeof *buf);
+	kiln_tensor *inputs = calloc((size_t)g->n_inputs + 1, sizeof *inputs);
+	kiln_arena *arena = kiln_arena_create(NULL);
+	kiln_kcall *c = malloc(sizeof *c);
+	kiln_interp *it = NULL;
+	kh_pool pool = {.threads = o->threads > 0 ? o->threads : 1};
+	if (!buf || !inputs || !arena || !c) {
+		st = KILN_ERR_OOM;
+		goto out;
+	}
+	for (int i = 0; i < g->n_inputs; i++) {
+		kiln_value *v = g->inputs[i];
+		inputs[i].type = v->type;
+		inputs[i].data = buf[v->id] = alloc_poisoned(kiln_type_bytes(&v->type));
+		fill_random(&inputs[i], o, &seed);
+	}
+	for (int i = 0; i < g->n_values; i++)
+		if (g->values[i]->kind == KILN_VALUE_CONST)
+			buf[i] = g->values[i]->data;
+
+	kiln_cpu_target target = {.vl = KK_VL, .arch = KILN_CPU_ARCH_X86_64};
+	for (int ni = 0; ni < g->n_nodes && st == KILN_OK; ni++) {
+		const kiln_node *n = g->nodes[ni];
+		memset(c, 0, sizeof *c);
+		c->arena = arena;
+		st = kiln_cpu_lower(n, &target, c, &d);
+		if (st) {
+			snprintf(msg, msg_size, "%s", d.last);
+			break;
+		}
+		kk_fn fn = kh_kernel(c->fn);
+		if (!fn) {
+			snprintf(msg, msg_size, "node '%s': kernel '%s' is not in kernels.def", n->name,
+			         c->fn);
+			st = KILN_ERR_INTERNAL;
+			break;
+		}
+		void *t[KILN_KCALL_MAX_T] = {0};
+		int nt = 0;
+		for (int i = 0; i < n->n_inputs; i++, nt++)
+			t[nt] = c->repl[i] ? (void *)c->repl[i] : n->inputs[i] ? buf[n->inputs[i]->id] : NULL;
+		for (int i = 0; i < n->n_outputs; i++, nt++) {
+			kiln_value *v = n->outputs[i];
+			if (!buf[v->id])
+				buf[v->id] = alloc_poisoned(kiln_type_bytes(&v->type));
+			t[nt] = buf[v->id];
+		}
+		void *scratch = NULL;
+		if (c->scratch_bytes)
+			t[nt++] = scratch = alloc_poisoned((size_t)c->scratch_bytes);
+		pool.scratch_bytes = (c->thread_scratch_bytes + 63) / 64 * 64;
+		pool.scratch = alloc_poisoned((size_t)(pool.scratch_bytes * pool.threads));
+		kiln_abi_host host = {.version = KILN_ABI_VERSION, .n_threads = pool.threads,
+		                      .pool = &pool, .parallel_for = kh_parallel_for};
+		fn(c->ip, c->fp, t, &host);
+		free(pool.scratch);
+		free(scratch);
+	}
+	if (st)
+		goto out;
+
+	st = kiln_interp_create(g, &it, &d);
+	if (!st)
+		st = kiln_interp_run(it, inputs, g->n_inputs, &d);
+	if (st) {
+		snprintf(msg, msg_size, "interpreter: %s", d.last);
+		goto out;
+	}
+	for (int i = 0; i < g->n_outputs; i++) {
+		kiln_value *v = g->outputs[i];
+		kiln_tensor got = {.type = v->type, .data = buf[v->id]};
+		const kiln_tensor *ref = kiln_interp_output(it, i);
+		int64_t bad;
+		if (!close_enough(&got, ref, o, &bad)) {
+			snprintf(msg, msg_size,
+			         "output %d '%s' (%s) element %lld: kernel %.9g, interpreter %.9g", i,
+			         v->name, v->producer ? kiln_op_name(v->producer->op) : "-",
+			         (long long)bad, kiln_tensor_get_f64(&got, bad),
+			         kiln_tensor_get_f64(ref, bad));
+			st = KILN_ERR_VERIFY;
+			break;
+		}
+	}
+out:
+	if (it)
+		kiln_interp_destroy(it);
+	if (buf)
+		for (int i = 0; i < g->n_values; i++)
+			if (g->values[i]->kind != KILN_VALUE_CONST)
+				free(buf[i]);
+	free(buf);
+	free(inputs);
+	free(c);
+	if (arena)
+		kiln_arena_destroy(arena);
+	return st;
+}
+
+void kh_check(const kiln_graph *g, const kh_opts *o)
+{
+	char msg[1024];
+	if (kh_run(g, o, msg, sizeof msg) != KILN_OK)
+		fail_msg("%s", msg);
+}

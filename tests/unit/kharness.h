@@ -1,0 +1,38 @@
+/* kharness.h — checks CPU kernels natively against the interpreter.
+ *
+ * The kernel library (codegen/cpu/kernels) is compiled with the host C
+ * compiler into the test executable (under the sanitizers in CI), so a
+ * kernel test runs the real lowering (kiln_cpu_lower) and the real kernel
+ * without LLVM, and compares with the reference interpreter. The same
+ * sources become the bitcode that compiled models use. */
+#ifndef KHARNESS_H
+#define KHARNESS_H
+
+#include "cpu.h"
+#include "kk.h"
+
+typedef struct kh_opts {
+	double rtol, atol;  /* float outputs: |got - ref| <= atol + rtol * |ref| */
+	int threads;        /* simulated pool size (tasks split this many ways) */
+	uint64_t seed;      /* random graph inputs */
+	double lo, hi;      /* range of random float inputs; ints use [lo, hi] rounded */
+} kh_opts;
+
+/* Defaults: rtol 1e-5, atol 1e-6, 3 threads, seed 1, inputs in [-2, 2]. */
+kh_opts kh_defaults(void);
+
+/* g: a verified graph with static shapes. Gives every graph input random
+ * data, runs g in the interpreter and node by node through the lowerings and
+ * native kernels, and compares every graph output. On a mismatch or a
+ * lowering error it fails the current cmocka test with the node, output,
+ * index and both values. */
+void kh_check(const kiln_graph *g, const kh_opts *o);
+
+/* As kh_check, but returns the status and writes any message into msg
+ * instead of failing (for tests that expect a lowering error). */
+kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_size);
+
+/* The native kernel with this name, or NULL. */
+kk_fn kh_kernel(const char *name);
+
+#endif
