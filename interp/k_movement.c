@@ -255,29 +255,8 @@ kiln_status kiln_interp_SLICE(const kiln_node *n, const kiln_tensor *in, kiln_te
 		int64_t s = kiln_tensor_get_i64(&in[1], i), e = kiln_tensor_get_i64(&in[2], i);
 		int64_t st = steps ? kiln_tensor_get_i64(steps, i) : 1;
 		KILN_ENSURE(d, st != 0, KILN_ERR_SHAPE, n, "step on axis %d is 0", ax);
-		if (s < 0)
-			s += dim;
-		if (e < 0)
-			e += dim;
-		uint64_t span, ustep;
-		if (dim == 0) {
-			s = 0;
-			span = 0;
-			ustep = 1;
-		} else if (st > 0) {
-			s = clamp64(s, 0, dim);
-			e = clamp64(e, 0, dim);
-			span = e > s ? (uint64_t)(e - s) : 0;
-			ustep = (uint64_t)st;
-		} else {
-			s = clamp64(s, 0, dim - 1);
-			e = clamp64(e, -1, dim - 1);
-			span = s > e ? (uint64_t)(s - e) : 0;
-			ustep = 0 - (uint64_t)st;
-		}
-		start[ax] = s;
+		kiln_slice_axis(dim, s, e, st, &start[ax], &want.dims[ax]);
 		step[ax] = st;
-		want.dims[ax] = span ? (int64_t)((span - 1) / ustep + 1) : 0;
 	}
 	if (!kiln_type_equal(&want, &out->type))
 		return shape_mismatch(n, &want, &out->type, d);
@@ -288,7 +267,9 @@ kiln_status kiln_interp_SLICE(const kiln_node *n, const kiln_tensor *in, kiln_te
 		/* an empty axis may have start == dim; nothing is read then */
 		if (want.dims[k] > 0)
 			base += start[k] * istr[k];
-		sstr[k] = step[k] * istr[k];
+		/* With two or more elements |step| < dim, so this cannot overflow;
+		 * a huge step (INT64_MAX) only ever takes one element. */
+		sstr[k] = want.dims[k] > 1 ? step[k] * istr[k] : 0;
 	}
 	if (kiln_type_numel(&want) > 0)
 		strided_copy(out->data, in[0].data, kiln_dtype_size(it->dtype), rank, want.dims,
@@ -471,24 +452,6 @@ kiln_status kiln_interp_RANGE(const kiln_node *n, const kiln_tensor *in, kiln_te
 
 /* ---- Pad ---- */
 
-typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
-
-/* Maps c (outside [0, len)) into [0, len) for the non-constant modes. */
-static int64_t pad_map(pad_mode mode, int64_t c, int64_t len)
-{
-	switch (mode) {
-	case PAD_EDGE: return c < 0 ? 0 : len - 1;
-	case PAD_WRAP: return ((c % len) + len) % len;
-	default: {
-		if (len == 1)
-			return 0;
-		int64_t period = 2 * (len - 1);
-		c = ((c % period) + period) % period;
-		return c < len ? c : period - c;
-	}
-	}
-}
-
 /* Negative pads crop first; positive pads then extend the cropped input
  * (so edge/reflect/wrap read the cropped border, like onnxruntime). */
 kiln_status kiln_interp_PAD(const kiln_node *n, const kiln_tensor *in, kiln_tensor *out,
@@ -497,17 +460,8 @@ kiln_status kiln_interp_PAD(const kiln_node *n, const kiln_tensor *in, kiln_tens
 	const kiln_type *it = &in[0].type;
 	int rank = it->rank;
 	const char *ms = kiln_node_string(n, "mode", "constant");
-	pad_mode mode;
-	if (strcmp(ms, "constant") == 0)
-		mode = PAD_CONSTANT;
-	else if (strcmp(ms, "reflect") == 0)
-		mode = PAD_REFLECT;
-	else if (strcmp(ms, "edge") == 0)
-		mode = PAD_EDGE;
-	else if (strcmp(ms, "wrap") == 0)
-		mode = PAD_WRAP;
-	else
-		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "unknown mode '%s'", ms);
+	kiln_pad_mode mode;
+	KILN_ENSURE(d, kiln_pad_mode_parse(ms, &mode), KILN_ERR_UNSUPPORTED, n, "unknown mode '%s'", ms);
 
 	const kiln_tensor *axes = n->n_inputs > 3 && in[3].data ? &in[3] : NULL;
 	int64_t naxes = axes ? kiln_tensor_numel(axes) : rank;
@@ -535,8 +489,8 @@ kiln_status kiln_interp_PAD(const kiln_node *n, const kiln_tensor *in, kiln_tens
 		            "pads crop more than the %lld elements of axis %d", (long long)it->dims[k], k);
 		before[k] = pb[k] > 0 ? pb[k] : 0;
 		want.dims[k] = len[k] + before[k] + (pe[k] > 0 ? pe[k] : 0);
-		KILN_ENSURE(d, mode == PAD_CONSTANT || len[k] > 0 || want.dims[k] == 0, KILN_ERR_SHAPE, n,
-		            "%s padding of empty axis %d", ms, k);
+		KILN_ENSURE(d, mode == KILN_PAD_CONSTANT || len[k] > 0 || want.dims[k] == 0,
+		            KILN_ERR_SHAPE, n, "%s padding of empty axis %d", ms, k);
 	}
 	if (!kiln_type_equal(&want, &out->type))
 		return shape_mismatch(n, &want, &out->type, d);
@@ -544,7 +498,7 @@ kiln_status kiln_interp_PAD(const kiln_node *n, const kiln_tensor *in, kiln_tens
 	size_t esz = kiln_dtype_size(it->dtype);
 	char zero[8] = {0};
 	const void *cval = zero;
-	if (mode == PAD_CONSTANT && n->n_inputs > 2 && in[2].data && kiln_tensor_numel(&in[2]) > 0) {
+	if (mode == KILN_PAD_CONSTANT && n->n_inputs > 2 && in[2].data && kiln_tensor_numel(&in[2]) > 0) {
 		KILN_ENSURE(d, in[2].type.dtype == it->dtype, KILN_ERR_SHAPE, n,
 		            "constant_value is %s, data is %s", kiln_dtype_name(in[2].type.dtype),
 		            kiln_dtype_name(it->dtype));
@@ -559,11 +513,11 @@ kiln_status kiln_interp_PAD(const kiln_node *n, const kiln_tensor *in, kiln_tens
 		for (int k = 0; k < rank; k++) {
 			int64_t c = idx[k] - before[k];
 			if (c < 0 || c >= len[k]) {
-				if (mode == PAD_CONSTANT) {
+				if (mode == KILN_PAD_CONSTANT) {
 					inside = false;
 					break;
 				}
-				c = pad_map(mode, c, len[k]);
+				c = kiln_pad_map(mode, c, len[k]);
 			}
 			off += (lo[k] + c) * istr[k];
 		}

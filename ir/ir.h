@@ -12,6 +12,8 @@
  *   shape.c      one shape rule per op (from ops.def), window geometry,
  *                broadcasting
  *   verify.c     the verifier
+ *   movement.c   Slice bounds, Pad border modes, Resize taps (shared by the
+ *                interpreter and the backends)
  *   cost.c       per-node cost estimates (FLOPs)
  *   text_print.c textual IR printer
  *   text_parse.c textual IR parser
@@ -295,6 +297,77 @@ kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d
 
 /* Normalises a possibly negative axis against rank; false if out of range. */
 bool kiln_axis_norm(int64_t axis, int rank, int *out);
+
+/* ---- movement.c ------------------------------------------------------- */
+
+/* Index rules of data-movement ops, shared by the interpreter and the
+ * backends so they agree exactly. */
+
+/* One Slice axis of size dim (step != 0): negative start / end count from
+ * the end, then clamp as ONNX does. Sets the first index read and the
+ * number of elements. */
+void kiln_slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step, int64_t *first,
+                     int64_t *len);
+
+typedef enum kiln_pad_mode {
+	KILN_PAD_CONSTANT,
+	KILN_PAD_REFLECT,
+	KILN_PAD_EDGE,
+	KILN_PAD_WRAP
+} kiln_pad_mode;
+
+/* Pad's mode attribute; false if unknown. */
+bool kiln_pad_mode_parse(const char *s, kiln_pad_mode *mode);
+/* Maps a coordinate c outside [0, len) (len > 0) into it, for the
+ * non-constant modes. */
+int64_t kiln_pad_map(kiln_pad_mode mode, int64_t c, int64_t len);
+
+/* Resize (ONNX opset 19+, the reference implementation's arithmetic). */
+typedef enum kiln_resize_mode {
+	KILN_RESIZE_NEAREST,
+	KILN_RESIZE_LINEAR,
+	KILN_RESIZE_CUBIC
+} kiln_resize_mode;
+
+typedef struct kiln_resize_params {
+	kiln_resize_mode mode;
+	const char *coord;   /* coordinate_transformation_mode */
+	const char *nearest; /* nearest_mode */
+	double cubic_a;
+	bool exclude_outside, antialias;
+} kiln_resize_params;
+
+/* Reads and checks the attributes (errors name n). */
+kiln_status kiln_resize_params_read(const kiln_node *n, kiln_resize_params *p, kiln_diag *d);
+
+/* The axes attribute (normalised, *na of them; all rank axes when absent),
+ * and every axis's scale 1 and roi [0, 1] until the inputs say otherwise. */
+kiln_status kiln_resize_axes(const kiln_node *n, int rank, int *axes, int *na, double *scale,
+                             double *roi_lo, double *roi_hi, kiln_diag *d);
+/* Scales of the na axes from the sizes input (sizes[i] for axes[i]) under
+ * keep_aspect_ratio_policy. */
+kiln_status kiln_resize_sizes(const kiln_node *n, const kiln_type *xt, const int *axes, int na,
+                              const int64_t *sizes, double *scale, kiln_diag *d);
+
+/* One axis, in_len -> out_len. */
+typedef struct kiln_resize_axis {
+	int64_t in_len, out_len;
+	double scale, roi_start, roi_end;
+	bool identity; /* an unchanged axis: one tap, weight 1 */
+	int n;         /* taps per output index */
+} kiln_resize_axis;
+
+void kiln_resize_axis_init(const kiln_resize_params *p, kiln_resize_axis *ax, int64_t in_len,
+                           int64_t out_len, double scale, double roi_start, double roi_end,
+                           bool has_roi);
+/* The ax->n taps of output index j: source indices (clamped to the input)
+ * and weights. True when j lies outside the input (tf_crop_and_resize: the
+ * output is extrapolation_value). */
+bool kiln_resize_taps(const kiln_resize_params *p, const kiln_resize_axis *ax, int64_t j,
+                      int64_t *idx, double *w);
+/* An output value as stored to dt: integers round half to even and saturate
+ * to i8/u8/i32; floats are unchanged. */
+double kiln_resize_round(kiln_dtype dt, double v);
 
 /* ---- cost.c ----------------------------------------------------------- */
 

@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 debs=(build-essential cmake ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
-      libcmocka-dev libopenblas-dev llvm-19-dev llvm-19-tools python3 python3-venv graphviz)
+      libcmocka-dev libopenblas-dev llvm-19-dev llvm-19-tools clang-19 python3 python3-venv graphviz)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -144,6 +144,9 @@ kiln_status kiln_cpu_build_module(kiln_compiled *c, const kiln_graph *g,
 /* The kernel library bitcode for a target (embedded by the build). */
 bool kiln_cpu_kernel_bitcode(const kiln_cpu_target *t, const char **data, size_t *size);
 
+/* Runs an LLVM pass pipeline (text, as for opt -passes=) over mod. */
+kiln_status kiln_cpu_run_passes(kiln_compiled *c, LLVMModuleRef mod, const char *passes,
+                                kiln_diag *d);
 kiln_status kiln_cpu_emit_header(const kiln_compiled *c, const char *path, kiln_diag *d);
 /* Writes `size` bytes to path via a temp file in the same folder + rename. */
 kiln_status kiln_cpu_write_file(const char *path, const void *data, size_t size, kiln_diag *d);

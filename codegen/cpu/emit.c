@@ -78,17 +78,26 @@ static void init_llvm(void)
 	LLVMInitializeAllAsmPrinters();
 }
 
-static const char *pipeline(int opt_level)
+/* After the kernel library is linked in: -O0..-O2 drop the unused kernels
+ * (the glue was optimised before linking, module.c); -O3 also runs LLVM's
+ * full pipeline over kernels and glue together. */
+static const char *linked_pipeline(int opt_level)
 {
-	/* The kernel library arrives optimised (clang -O2 per vector width), so
-	 * -O0 only drops unused kernels; -O1.. run LLVM's full pipeline over
-	 * kernels and glue together. */
-	switch (opt_level) {
-	case 0: return "globaldce";
-	case 1: return "globaldce,default<O1>";
-	case 2: return "globaldce,default<O2>";
-	default: return "globaldce,default<O3>";
-	}
+	return opt_level >= 3 ? "globaldce,default<O3>" : "globaldce";
+}
+
+kiln_status kiln_cpu_run_passes(kiln_compiled *c, LLVMModuleRef mod, const char *passes,
+                                kiln_diag *d)
+{
+	LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+	LLVMErrorRef perr = LLVMRunPasses(mod, passes, c->tm, po);
+	LLVMDisposePassBuilderOptions(po);
+	if (!perr)
+		return KILN_OK;
+	char *m = LLVMGetErrorMessage(perr);
+	kiln_status st = kiln_diag_error(d, KILN_ERR_INTERNAL, NULL, "LLVM pipeline: %s", m);
+	LLVMDisposeErrorMessage(m);
+	return st;
 }
 
 kiln_status kiln_compile(const kiln_graph *g, const kiln_compile_opts *o, kiln_compiled **out,
@@ -155,15 +164,9 @@ kiln_status kiln_compile(const kiln_graph *g, const kiln_compile_opts *o, kiln_c
 	c->stats.seconds_lower = t1 - t0;
 	if (c->progress)
 		c->progress(c->progress_user, "optimize", 0, 1);
-	LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-	LLVMErrorRef perr = LLVMRunPasses(c->mod, pipeline(o->opt_level), c->tm, po);
-	LLVMDisposePassBuilderOptions(po);
-	if (perr) {
-		char *m = LLVMGetErrorMessage(perr);
-		st = kiln_diag_error(d, KILN_ERR_INTERNAL, NULL, "LLVM pipeline: %s", m);
-		LLVMDisposeErrorMessage(m);
+	st = kiln_cpu_run_passes(c, c->mod, linked_pipeline(o->opt_level), d);
+	if (st)
 		goto fail;
-	}
 	c->stats.seconds_optimize = kiln_cpu_now() - t1;
 	*out = c;
 	return KILN_OK;

@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "kk_dtype.h"
 #include "kk_params_elementwise.h"
 
+/* Every kernel family takes kiln_dtype values as its KK_DT_* codes
+ * (kernels/kk_dtype.h); the lowerings pass dtypes through as they are. */
 _Static_assert(KK_DT_F32 == (int)KILN_DT_F32 && KK_DT_F16 == (int)KILN_DT_F16 &&
                KK_DT_BF16 == (int)KILN_DT_BF16 && KK_DT_F64 == (int)KILN_DT_F64 &&
                KK_DT_I64 == (int)KILN_DT_I64 && KK_DT_I32 == (int)KILN_DT_I32 &&

@@ -2,11 +2,12 @@
  * kk_linalg kernels (layout in kernels/kk_params_linalg.h).
  *
  * f32 becomes one GEMM description (sizes, operand strides, batch dims,
- * cache blocks, epilogue) for kk_gemm_f32; constant operands (weights) are
- * packed here into the micro-kernel's panel layout and replace the input
- * (c->repl), so the kernel never packs them. Depthwise Conv and
- * ConvTranspose have their own kernels; other dtypes go to the generic
- * kernels. */
+ * cache blocks, epilogue) for kk_gemm_f32, or kk_conv_f32 for a Conv that
+ * needs im2col (it first rewrites the input as phase planes in arena
+ * scratch); constant operands (weights) are packed here into the
+ * micro-kernel's panel layout and replace the input (c->repl), so the
+ * kernel never packs them. Depthwise Conv and ConvTranspose have their own
+ * kernels; other dtypes go to the generic kernels. */
 #include "cpu.h"
 #include "kk_params_linalg.h"
 
@@ -75,14 +76,15 @@ static void la_blocks(kiln_kcall *c, int vl)
 	c->ip[KK_LA_NC] = nc;
 }
 
-/* Per-thread packing buffers of kk_gemm_f32 (must match gemm_task). */
+/* Per-thread packing buffers of kk_gemm_f32 (must match gemm_task; B packed
+ * from a Conv's phase planes may overrun its block by a vector). */
 static int64_t la_thread_scratch(const kiln_kcall *c, int vl)
 {
 	int64_t f = 0;
 	if (c->ip[KK_LA_A_MODE] != KK_LA_OP_PACKED)
 		f += round_up(c->ip[KK_LA_MC], KK_GEMM_MR(vl)) * c->ip[KK_LA_KC];
 	if (c->ip[KK_LA_B_MODE] != KK_LA_OP_PACKED)
-		f += c->ip[KK_LA_KC] * c->ip[KK_LA_NC];
+		f += c->ip[KK_LA_KC] * c->ip[KK_LA_NC] + vl;
 	return f * (int64_t)sizeof(float);
 }
 
@@ -383,12 +385,15 @@ static kiln_status lower_conv(const kiln_node *n, const kiln_cpu_target *t, kiln
 		c->fn = "kk_conv_any";
 		return KILN_OK;
 	}
+	int64_t nph[3], q[3], chan = kk_la_phases(c->ip, nph, q);
 	if (g.cg == 1 && g.group == g.c && g.group > 1) {
+		/* per thread: tap offsets, then one channel's phase planes */
 		c->fn = "kk_conv_dw_f32";
+		c->thread_scratch_bytes = g.ks * (int64_t)sizeof(int64_t) +
+		                          (chan + t->vl) * (int64_t)sizeof(float);
 		return KILN_OK;
 	}
 	/* Per (image, group): Y[mg, os] = W[mg, cg*ks] * im2col(X)[cg*ks, os]. */
-	c->fn = "kk_gemm_f32";
 	int64_t k = g.cg * g.ks;
 	c->ip[KK_LA_M] = g.mg;
 	c->ip[KK_LA_N] = g.os;
@@ -405,8 +410,17 @@ static kiln_status lower_conv(const kiln_node *n, const kiln_cpu_target *t, kiln
 	la_blocks(c, t->vl);
 	const float *wc = const_f32(n->inputs[1]);
 	int64_t asz = wc ? packed_size(g.mg, k, KK_GEMM_MR(t->vl)) : g.mg * k;
-	la_batch_dim(c, g.n, 0, g.c * g.is, g.m * g.os, 0);
-	la_batch_dim(c, g.group, asz, g.cg * g.is, g.mg * g.os, g.mg);
+	if (direct) {
+		c->fn = "kk_gemm_f32";
+		la_batch_dim(c, g.n, 0, g.c * g.is, g.m * g.os, 0);
+		la_batch_dim(c, g.group, asz, g.cg * g.is, g.mg * g.os, g.mg);
+	} else {
+		/* per image: phase planes of all channels in the arena scratch */
+		c->fn = "kk_conv_f32";
+		la_batch_dim(c, g.group, asz, g.cg * chan, g.mg * g.os, g.mg);
+		c->scratch_bytes = (g.c * chan + t->vl) * (int64_t)sizeof(float);
+		c->ip[KK_LA_T_SCRATCH] = n->n_inputs + 1;
+	}
 	if (wc)
 		KILN_TRY(la_pack_a(c, t->vl, 1, wc, g.group, g.mg * k, n, d));
 	c->thread_scratch_bytes = la_thread_scratch(c, t->vl);

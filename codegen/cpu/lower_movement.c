@@ -6,21 +6,14 @@
  *
  * Everything that depends only on shapes and constants is resolved here:
  * views are collapsed to their fewest dims, Slice bounds clamped, Pad's
- * per-axis source maps and Resize's per-axis taps (ported from
- * interp/k_resize.c so both agree exactly) built into blobs that replace a
+ * per-axis source maps and Resize's per-axis taps (from ir/movement.c, as
+ * the interpreter's, so both agree exactly) built into blobs that replace a
  * constant input. The kernels only move bytes and do the arithmetic. */
 #include "cpu.h"
+#include "kk_dtype.h"
 #include "kk_params_movement.h"
 
-#include <math.h>
 #include <string.h>
-
-_Static_assert(KK_MV_DT_F32 == (int)KILN_DT_F32 && KK_MV_DT_F16 == (int)KILN_DT_F16 &&
-               KK_MV_DT_BF16 == (int)KILN_DT_BF16 && KK_MV_DT_F64 == (int)KILN_DT_F64 &&
-               KK_MV_DT_I64 == (int)KILN_DT_I64 && KK_MV_DT_I32 == (int)KILN_DT_I32 &&
-               KK_MV_DT_I8 == (int)KILN_DT_I8 && KK_MV_DT_U8 == (int)KILN_DT_U8 &&
-               KK_MV_DT_BOOL == (int)KILN_DT_BOOL,
-               "KK_MV_DT_* must mirror kiln_dtype");
 
 static const kiln_type *in_type(const kiln_node *n, int i) { return &n->inputs[i]->type; }
 static const kiln_type *out_type(const kiln_node *n, int i) { return &n->outputs[i]->type; }
@@ -55,7 +48,8 @@ static void strides(const kiln_type *t, int64_t *s)
 
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static void *blob_alloc(kiln_kcall *c, const kiln_node *n, int input, int64_t bytes)
+/* A blob of `bytes` that replaces constant input `input` for the kernel. */
+static void *blob_alloc(kiln_kcall *c, int input, int64_t bytes)
 {
 	void *p = kiln_arena_alloc(c->arena, (size_t)(bytes > 0 ? bytes : 1));
 	if (p) {
@@ -77,17 +71,18 @@ static void lower_copy(const kiln_node *n, kiln_kcall *c, int64_t mask_t, int64_
 	kiln_kcall_i(c, mask_bytes);
 }
 
-/* Inference only, like the interpreter: training mode with a nonzero ratio
- * is random. Both must be known when compiling. */
+/* A compiled model is an inference artefact: Dropout copies its input and
+ * sets the mask to all true. When ratio and training_mode are constants
+ * that ask for random dropping, compiling fails (like the interpreter).
+ * When either is a run-time input the copy is still exact for ratio 0 or
+ * training_mode false, the only cases the interpreter can run; for others
+ * the compiled model gives the inference result (docs/kernels/movement.md). */
 static kiln_status lower_dropout(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 {
-	if (has_in(n, 2)) {
-		KILN_TRY(need_const(n, 2, "training_mode", d));
-		double ratio = 0.5;
-		if (has_in(n, 1)) {
-			KILN_TRY(need_const(n, 1, "ratio", d));
-			ratio = kiln_const_get_f64(n->inputs[1], 0);
-		}
+	bool known = has_in(n, 2) && n->inputs[2]->kind == KILN_VALUE_CONST &&
+	             (!has_in(n, 1) || n->inputs[1]->kind == KILN_VALUE_CONST);
+	if (known) {
+		double ratio = has_in(n, 1) ? kiln_const_get_f64(n->inputs[1], 0) : 0.5;
 		KILN_ENSURE(d, kiln_const_get_i64(n->inputs[2], 0) == 0 || ratio == 0,
 		            KILN_ERR_UNSUPPORTED, n,
 		            "training mode with ratio %g is random; only inference is supported", ratio);
@@ -208,23 +203,7 @@ static kiln_status lower_slice(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 		int64_t s = kiln_const_get_i64(n->inputs[1], i), e = kiln_const_get_i64(n->inputs[2], i);
 		int64_t st = has_in(n, 4) ? kiln_const_get_i64(n->inputs[4], i) : 1, len;
 		KILN_ENSURE(d, st != 0, KILN_ERR_SHAPE, n, "step on axis %d is 0", ax);
-		if (s < 0)
-			s += dim;
-		if (e < 0)
-			e += dim;
-		if (dim == 0) {
-			s = 0;
-			len = 0;
-		} else if (st > 0) {
-			s = clamp64(s, 0, dim);
-			e = clamp64(e, 0, dim);
-			len = e > s ? (int64_t)(((uint64_t)(e - s) - 1) / (uint64_t)st + 1) : 0;
-		} else {
-			s = clamp64(s, 0, dim - 1);
-			e = clamp64(e, -1, dim - 1);
-			len = s > e ? (int64_t)(((uint64_t)(s - e) - 1) / (0 - (uint64_t)st) + 1) : 0;
-		}
-		start[ax] = s;
+		kiln_slice_axis(dim, s, e, st, &start[ax], &len);
 		v.dims[ax] = len;
 		/* with one element or none the step is never taken (and may be huge) */
 		v.str[ax] = len > 1 ? st * istr[ax] : istr[ax];
@@ -366,36 +345,13 @@ static kiln_status lower_gather(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 
 /* ---- Pad --------------------------------------------------------------------- */
 
-typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
-
-/* Maps c (outside [0, len)) into [0, len) for the non-constant modes, as
- * the interpreter does. */
-static int64_t pad_map(pad_mode mode, int64_t c, int64_t len)
-{
-	switch (mode) {
-	case PAD_EDGE: return c < 0 ? 0 : len - 1;
-	case PAD_WRAP: return ((c % len) + len) % len;
-	default: {
-		if (len == 1)
-			return 0;
-		int64_t period = 2 * (len - 1);
-		c = ((c % period) + period) % period;
-		return c < len ? c : period - c;
-	}
-	}
-}
-
 static kiln_status lower_pad(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 {
 	const kiln_type *it = in_type(n, 0), *ot = out_type(n, 0);
 	int rank = it->rank;
 	const char *ms = kiln_node_string(n, "mode", "constant");
-	static const char *const names[] = {"constant", "reflect", "edge", "wrap"};
-	int mi = 0;
-	while (mi < 4 && strcmp(ms, names[mi]) != 0)
-		mi++;
-	KILN_ENSURE(d, mi < 4, KILN_ERR_UNSUPPORTED, n, "unknown mode '%s'", ms);
-	pad_mode mode = (pad_mode)mi;
+	kiln_pad_mode mode;
+	KILN_ENSURE(d, kiln_pad_mode_parse(ms, &mode), KILN_ERR_UNSUPPORTED, n, "unknown mode '%s'", ms);
 	KILN_TRY(need_const(n, 1, "pads", d));
 	if (has_in(n, 3))
 		KILN_TRY(need_const(n, 3, "axes", d));
@@ -424,8 +380,8 @@ static kiln_status lower_pad(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 		            "pads crop more than the %lld elements of axis %d", (long long)it->dims[k], k);
 		before[k] = pb[k] > 0 ? pb[k] : 0;
 		want.dims[k] = len[k] + before[k] + (pe[k] > 0 ? pe[k] : 0);
-		KILN_ENSURE(d, mode == PAD_CONSTANT || len[k] > 0 || want.dims[k] == 0, KILN_ERR_SHAPE, n,
-		            "%s padding of empty axis %d", ms, k);
+		KILN_ENSURE(d, mode == KILN_PAD_CONSTANT || len[k] > 0 || want.dims[k] == 0,
+		            KILN_ERR_SHAPE, n, "%s padding of empty axis %d", ms, k);
 		total += want.dims[k];
 	}
 	KILN_ENSURE(d, kiln_type_equal(&want, ot), KILN_ERR_SHAPE, n,
@@ -435,13 +391,13 @@ static kiln_status lower_pad(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 		return KILN_OK;
 	}
 	int64_t cval_t = -1;
-	if (mode == PAD_CONSTANT && has_in(n, 2) && kiln_type_numel(in_type(n, 2)) > 0) {
+	if (mode == KILN_PAD_CONSTANT && has_in(n, 2) && kiln_type_numel(in_type(n, 2)) > 0) {
 		KILN_ENSURE(d, in_type(n, 2)->dtype == it->dtype, KILN_ERR_SHAPE, n,
 		            "constant_value is %s, data is %s", kiln_dtype_name(in_type(n, 2)->dtype),
 		            kiln_dtype_name(it->dtype));
 		cval_t = 2;
 	}
-	int64_t *map = blob_alloc(c, n, 1, total * 8);
+	int64_t *map = blob_alloc(c, 1, total * 8);
 	KILN_ENSURE(d, map, KILN_ERR_OOM, n, "out of memory");
 	int64_t istr[KILN_MAX_RANK], map_off[KILN_MAX_RANK], at = 0;
 	strides(it, istr);
@@ -450,11 +406,11 @@ static kiln_status lower_pad(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 		for (int64_t o = 0; o < want.dims[k]; o++) {
 			int64_t q = o - before[k];
 			if (q < 0 || q >= len[k]) {
-				if (mode == PAD_CONSTANT) {
+				if (mode == KILN_PAD_CONSTANT) {
 					map[at++] = -1;
 					continue;
 				}
-				q = pad_map(mode, q, len[k]);
+				q = kiln_pad_map(mode, q, len[k]);
 			}
 			map[at++] = (lo[k] + q) * istr[k];
 		}
@@ -476,142 +432,6 @@ static kiln_status lower_pad(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 
 /* ---- Resize ------------------------------------------------------------------ */
 
-typedef enum rs_mode { RS_NEAREST, RS_LINEAR, RS_CUBIC } rs_mode;
-
-typedef struct rs_params {
-	rs_mode mode;
-	const char *coord;   /* coordinate_transformation_mode */
-	const char *nearest; /* nearest_mode */
-	double cubic_a;
-	bool exclude_outside, antialias;
-} rs_params;
-
-static double clamp01(double v) { return v < 0.0 ? 0.0 : v > 1.0 ? 1.0 : v; }
-
-static double cubic_w(double x, double a)
-{
-	x = fabs(x);
-	if (x <= 1.0)
-		return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-	if (x < 2.0)
-		return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
-	return 0.0;
-}
-
-static int rs_tap_count(const rs_params *p, double scale)
-{
-	double s = scale < 1.0 ? scale : 1.0;
-	if (p->mode == RS_NEAREST || !p->antialias)
-		return p->mode == RS_CUBIC ? 4 : 2;
-	if (p->mode == RS_LINEAR)
-		return 2 - 2 * (int)(floor(-1.0 / s) + 1.0);
-	return 2 - 2 * (int)(floor(-2.0 / s) + 1.0);
-}
-
-/* Weights of the n taps around x; ratio = x - x0 in (0, 1], x0 the tap just
- * left of x (tap t sits at x0 - n/2 + 1 + t). */
-static void rs_coeffs(const rs_params *p, double ratio, bool integer, double scale, int n, double *w)
-{
-	if (p->mode == RS_NEAREST) {
-		bool right;
-		if (integer || !strcmp(p->nearest, "ceil"))
-			right = true;
-		else if (!strcmp(p->nearest, "floor"))
-			right = false;
-		else if (!strcmp(p->nearest, "round_prefer_ceil"))
-			right = ratio >= 0.5;
-		else
-			right = ratio > 0.5;
-		w[0] = !right;
-		w[1] = right;
-		return;
-	}
-	if (!p->antialias) {
-		if (p->mode == RS_LINEAR) {
-			w[0] = 1.0 - ratio;
-			w[1] = ratio;
-		} else {
-			for (int t = 0; t < 4; t++)
-				w[t] = cubic_w(t - 1 - ratio, p->cubic_a);
-		}
-		return;
-	}
-	double s = scale < 1.0 ? scale : 1.0, sum = 0.0;
-	int start = 1 - n / 2;
-	for (int t = 0; t < n; t++) {
-		double arg = (start + t - ratio) * s;
-		w[t] = p->mode == RS_LINEAR ? clamp01(1.0 - fabs(arg)) : cubic_w(arg, p->cubic_a);
-		sum += w[t];
-	}
-	for (int t = 0; t < n; t++)
-		w[t] /= sum;
-}
-
-static double rs_source(const rs_params *p, int64_t j, int64_t in_len, int64_t out_len,
-                        double scale, double roi_start, double roi_end, bool *extrap)
-{
-	double y = (double)j, out_w = scale * (double)in_len, x;
-	const char *m = p->coord;
-	*extrap = false;
-	if (!strcmp(m, "align_corners")) {
-		x = out_w == 1.0 ? 0.0 : y * (double)(in_len - 1) / (out_w - 1.0);
-	} else if (!strcmp(m, "asymmetric")) {
-		x = y / scale;
-	} else if (!strcmp(m, "tf_crop_and_resize")) {
-		if (out_w == 1.0)
-			x = (roi_end - roi_start) * (double)(in_len - 1) / 2.0;
-		else
-			x = y * (roi_end - roi_start) * (double)(in_len - 1) / (out_w - 1.0);
-		x += roi_start * (double)(in_len - 1);
-		*extrap = x < 0.0 || x > (double)(in_len - 1);
-	} else if (!strcmp(m, "pytorch_half_pixel")) {
-		x = out_w == 1.0 ? -0.5 : (y + 0.5) / scale - 0.5;
-	} else if (!strcmp(m, "half_pixel_symmetric")) {
-		double adjustment = (double)out_len / out_w;
-		double offset = (double)in_len / 2.0 * (1.0 - adjustment);
-		x = offset + (y + 0.5) / scale - 0.5;
-	} else {
-		x = (y + 0.5) / scale - 0.5;
-	}
-	return x;
-}
-
-static bool rs_close(double a, double b) { return fabs(a - b) <= 1e-9 * fmax(fabs(a), fabs(b)); }
-
-static kiln_status rs_read_params(const kiln_node *n, rs_params *p, kiln_diag *d)
-{
-	const char *mode = kiln_node_string(n, "mode", "nearest");
-	if (!strcmp(mode, "nearest"))
-		p->mode = RS_NEAREST;
-	else if (!strcmp(mode, "linear"))
-		p->mode = RS_LINEAR;
-	else if (!strcmp(mode, "cubic"))
-		p->mode = RS_CUBIC;
-	else
-		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "mode '%s'", mode);
-	p->coord = kiln_node_string(n, "coordinate_transformation_mode", "half_pixel");
-	static const char *const coords[] = {"half_pixel",    "half_pixel_symmetric",
-	                                     "pytorch_half_pixel", "align_corners",
-	                                     "asymmetric",    "tf_crop_and_resize"};
-	bool known = false;
-	for (size_t i = 0; i < sizeof coords / sizeof *coords; i++)
-		known = known || !strcmp(p->coord, coords[i]);
-	KILN_ENSURE(d, known, KILN_ERR_UNSUPPORTED, n, "coordinate_transformation_mode '%s'", p->coord);
-	p->nearest = kiln_node_string(n, "nearest_mode", "round_prefer_floor");
-	static const char *const nearests[] = {"round_prefer_floor", "round_prefer_ceil", "floor",
-	                                       "ceil"};
-	known = false;
-	for (size_t i = 0; i < sizeof nearests / sizeof *nearests; i++)
-		known = known || !strcmp(p->nearest, nearests[i]);
-	KILN_ENSURE(d, known, KILN_ERR_UNSUPPORTED, n, "nearest_mode '%s'", p->nearest);
-	p->cubic_a = kiln_node_float(n, "cubic_coeff_a", -0.75f);
-	p->exclude_outside = kiln_node_int(n, "exclude_outside", 0) != 0;
-	p->antialias = kiln_node_int(n, "antialias", 0) != 0;
-	KILN_ENSURE(d, !(p->antialias && p->mode == RS_NEAREST), KILN_ERR_UNSUPPORTED, n,
-	            "antialias with mode 'nearest'");
-	return KILN_OK;
-}
-
 static bool rs_present(const kiln_node *n, int i)
 {
 	return has_in(n, i) && kiln_type_numel(in_type(n, i)) > 0;
@@ -622,24 +442,8 @@ static kiln_status rs_read_scales(const kiln_node *n, double *scale, double *roi
                                   double *roi_hi, bool *has_roi, kiln_diag *d)
 {
 	const kiln_type *xt = in_type(n, 0);
-	int r = xt->rank, axes[KILN_MAX_RANK];
-	const int64_t *av;
-	int na = kiln_node_ints(n, "axes", &av);
-	if (na == 0) {
-		na = r;
-		for (int i = 0; i < r; i++)
-			axes[i] = i;
-	} else {
-		KILN_ENSURE(d, na <= r, KILN_ERR_SHAPE, n, "%d axes for rank %d", na, r);
-		for (int i = 0; i < na; i++)
-			KILN_ENSURE(d, kiln_axis_norm(av[i], r, &axes[i]), KILN_ERR_SHAPE, n,
-			            "axis %lld out of range for rank %d", (long long)av[i], r);
-	}
-	for (int i = 0; i < r; i++) {
-		scale[i] = 1.0;
-		roi_lo[i] = 0.0;
-		roi_hi[i] = 1.0;
-	}
+	int axes[KILN_MAX_RANK], na;
+	KILN_TRY(kiln_resize_axes(n, xt->rank, axes, &na, scale, roi_lo, roi_hi, d));
 	*has_roi = rs_present(n, 1);
 	if (*has_roi) {
 		KILN_TRY(need_const(n, 1, "roi", d));
@@ -663,80 +467,44 @@ static kiln_status rs_read_scales(const kiln_node *n, double *scale, double *roi
 			scale[axes[i]] = kiln_const_get_f64(n->inputs[2], i);
 		return KILN_OK;
 	}
-	const char *policy = kiln_node_string(n, "keep_aspect_ratio_policy", "stretch");
-	bool stretch = !strcmp(policy, "stretch"), not_larger = !strcmp(policy, "not_larger");
-	KILN_ENSURE(d, stretch || not_larger || !strcmp(policy, "not_smaller"), KILN_ERR_UNSUPPORTED,
-	            n, "keep_aspect_ratio_policy '%s'", policy);
-	double keep = 0.0;
-	for (int i = 0; i < na; i++) {
-		double s = (double)kiln_const_get_i64(n->inputs[3], i) / (double)xt->dims[axes[i]];
-		scale[axes[i]] = s;
-		if (i == 0 || (not_larger ? s < keep : s > keep))
-			keep = s;
-	}
-	if (!stretch)
-		for (int i = 0; i < na; i++)
-			scale[axes[i]] = keep;
-	return KILN_OK;
+	int64_t sizes[KILN_MAX_RANK];
+	for (int i = 0; i < na; i++)
+		sizes[i] = kiln_const_get_i64(n->inputs[3], i);
+	return kiln_resize_sizes(n, xt, axes, na, sizes, scale, d);
 }
 
-/* The taps of one axis into off/w (n per output index) and ex, like the
- * interpreter's axis_taps; nearest keeps only the chosen tap. Returns the
+/* The taps of one axis into off/w (n per output index, as element offsets
+ * at this stride) and ex; nearest keeps only the chosen tap. Returns the
  * taps kept per output index (count_only: nothing is written). */
-static int rs_axis_taps(const rs_params *p, int64_t in_len, int64_t out_len, double scale,
+static int rs_axis_taps(const kiln_resize_params *p, int64_t in_len, int64_t out_len, double scale,
                         double roi_start, double roi_end, bool has_roi, int64_t stride,
                         int64_t *off, double *w, uint8_t *ex, bool count_only)
 {
-	bool identity = rs_close(scale, 1.0) && out_len == in_len &&
-	                (!has_roi || (rs_close(roi_start, 0.0) && rs_close(roi_end, 1.0)));
-	int n = identity ? 1 : rs_tap_count(p, scale);
-	int kept = p->mode == RS_NEAREST ? 1 : n;
+	kiln_resize_axis ax;
+	kiln_resize_axis_init(p, &ax, in_len, out_len, scale, roi_start, roi_end, has_roi);
+	int n = ax.n;
+	int kept = p->mode == KILN_RESIZE_NEAREST ? 1 : n;
 	if (count_only)
 		return kept;
 	for (int64_t j = 0; j < out_len; j++) {
 		int64_t *o = off + j * kept;
 		double *ww = w + j * kept;
-		ex[j] = 0;
-		if (identity) {
-			o[0] = j * stride;
-			ww[0] = 1.0;
-			continue;
-		}
-		bool extrap;
-		double x = rs_source(p, j, in_len, out_len, scale, roi_start, roi_end, &extrap);
-		ex[j] = extrap;
-		double fx = floor(x);
-		bool integer = x == fx;
-		int64_t x0 = integer ? (int64_t)fx - 1 : (int64_t)fx;
-		double ratio = integer ? 1.0 : x - fx;
-		/* nearest has two candidate taps, of which it keeps one */
-		double nw[2];
-		int64_t ni[2];
-		double *wt = kept == n ? ww : nw;
-		rs_coeffs(p, ratio, integer, scale, n, wt);
-		double sum = 0.0;
-		for (int t = 0; t < n; t++) {
-			int64_t i = x0 - n / 2 + 1 + t;
-			if (p->exclude_outside && (i < 0 || i >= in_len))
-				wt[t] = 0.0;
-			sum += wt[t];
-			i = i < 0 ? 0 : i >= in_len ? in_len - 1 : i;
-			if (kept == n)
-				o[t] = i * stride;
-			else
-				ni[t] = i;
-		}
-		if (p->exclude_outside && sum != 0.0)
+		if (kept == n) {
+			ex[j] = kiln_resize_taps(p, &ax, j, o, ww);
 			for (int t = 0; t < n; t++)
-				wt[t] /= sum;
-		if (kept == n)
+				o[t] *= stride;
 			continue;
+		}
+		/* nearest has two candidate taps, of which it keeps one */
+		int64_t ni[2];
+		double nw[2];
+		ex[j] = kiln_resize_taps(p, &ax, j, ni, nw);
 		o[0] = ni[0] * stride;
 		ww[0] = 0.0;
 		for (int t = 0; t < n; t++)
-			if (wt[t] != 0.0) {
+			if (nw[t] != 0.0) {
 				o[0] = ni[t] * stride;
-				ww[0] = wt[t];
+				ww[0] = nw[t];
 			}
 	}
 	return kept;
@@ -747,15 +515,7 @@ static int rs_axis_taps(const rs_params *p, int64_t in_len, int64_t out_len, dou
 static int64_t rs_value_bits(kiln_dtype dt, double v)
 {
 	int64_t bits = 0;
-	if (!kiln_dtype_is_float(dt)) {
-		v = nearbyint(v);
-		if (dt == KILN_DT_I8)
-			v = v < -128.0 ? -128.0 : v > 127.0 ? 127.0 : v;
-		else if (dt == KILN_DT_U8)
-			v = v < 0.0 ? 0.0 : v > 255.0 ? 255.0 : v;
-		else if (dt == KILN_DT_I32)
-			v = v < -2147483648.0 ? -2147483648.0 : v > 2147483647.0 ? 2147483647.0 : v;
-	}
+	v = kiln_resize_round(dt, v);
 	switch (dt) {
 	case KILN_DT_F32: { float f = (float)v; memcpy(&bits, &f, 4); break; }
 	case KILN_DT_F64: memcpy(&bits, &v, 8); break;
@@ -784,8 +544,8 @@ static kiln_status lower_resize(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 	const kiln_type *xt = in_type(n, 0), *yt = out_type(n, 0);
 	KILN_ENSURE(d, xt->rank == yt->rank, KILN_ERR_SHAPE, n,
 	            "output rank %d differs from input rank %d", yt->rank, xt->rank);
-	rs_params p;
-	KILN_TRY(rs_read_params(n, &p, d));
+	kiln_resize_params p;
+	KILN_TRY(kiln_resize_params_read(n, &p, d));
 	double scale[KILN_MAX_RANK], roi_lo[KILN_MAX_RANK], roi_hi[KILN_MAX_RANK];
 	bool has_roi;
 	KILN_TRY(rs_read_scales(n, scale, roi_lo, roi_hi, &has_roi, d));
@@ -814,7 +574,7 @@ static kiln_status lower_resize(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 	            "%lld tap combinations per output row (antialias downscale too strong)",
 	            (long long)combos);
 	int gi = rs_present(n, 2) ? 2 : 3;
-	char *blob = blob_alloc(c, n, gi, nt * 20 + ne);
+	char *blob = blob_alloc(c, gi, nt * 20 + ne);
 	KILN_ENSURE(d, blob, KILN_ERR_OOM, n, "out of memory");
 	int64_t *off = (int64_t *)(void *)blob;
 	double *w = (double *)(void *)(blob + nt * 8);
@@ -828,7 +588,7 @@ static kiln_status lower_resize(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 
 	double extrap = kiln_node_float(n, "extrapolation_value", 0.0f);
 	/* i64 goes through double like the interpreter, even when nearest */
-	c->fn = p.mode == RS_NEAREST && xt->dtype != KILN_DT_I64 ? "kk_resize_nearest"
+	c->fn = p.mode == KILN_RESIZE_NEAREST && xt->dtype != KILN_DT_I64 ? "kk_resize_nearest"
 	        : xt->dtype == KILN_DT_F32                       ? "kk_resize_f32"
 	                                                         : "kk_resize_any";
 	c->thread_scratch_bytes = combos * 24;
@@ -976,7 +736,7 @@ static kiln_status lower_quant(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 	kiln_kcall_i(c, block > 0 ? block : 1);
 	kiln_kcall_i(c, xt->dtype);
 	kiln_kcall_i(c, st->dtype);
-	kiln_kcall_i(c, zp ? (int64_t)in_type(n, 2)->dtype : KK_MV_DT_NONE);
+	kiln_kcall_i(c, zp ? (int64_t)in_type(n, 2)->dtype : KK_DT_NONE);
 	kiln_kcall_i(c, yt->dtype);
 	kiln_kcall_i(c, out_t(n, 0));
 	return KILN_OK;

@@ -9,20 +9,8 @@
 #include "cpu.h"
 #include "kk_params_reduce.h"
 
-static int rdt(kiln_dtype dt)
-{
-	switch (dt) {
-	case KILN_DT_F32: return KK_RDT_F32;
-	case KILN_DT_F16: return KK_RDT_F16;
-	case KILN_DT_BF16: return KK_RDT_BF16;
-	case KILN_DT_F64: return KK_RDT_F64;
-	case KILN_DT_I64: return KK_RDT_I64;
-	case KILN_DT_I32: return KK_RDT_I32;
-	case KILN_DT_I8: return KK_RDT_I8;
-	case KILN_DT_U8: return KK_RDT_U8;
-	default: return KK_RDT_BOOL;
-	}
-}
+/* Dtype parameters are kiln_dtype values as they are: the kernels' KK_DT_*
+ * codes equal them (checked in lower_elementwise.c). */
 
 static kiln_status unsupported_dtype(const kiln_node *n, kiln_dtype dt, kiln_diag *d)
 {
@@ -77,7 +65,7 @@ static void push_reduction(kiln_kcall *c, const kiln_type *x, const bool *reduce
 	         : red[0]                 ? KK_RED_MODE_ROW
 	                                  : KK_RED_MODE_COL;
 	kiln_kcall_i(c, kind);
-	kiln_kcall_i(c, rdt(x->dtype));
+	kiln_kcall_i(c, x->dtype);
 	kiln_kcall_i(c, mode);
 	kiln_kcall_i(c, nout);
 	kiln_kcall_i(c, group);
@@ -157,7 +145,7 @@ static kiln_status lower_softmax(const kiln_node *n, kiln_kcall *c, kiln_diag *d
 	kiln_kcall_i(c, dim);
 	kiln_kcall_i(c, inner);
 	kiln_kcall_i(c, n->op == KILN_OP_LOG_SOFTMAX);
-	kiln_kcall_i(c, rdt(x->dtype));
+	kiln_kcall_i(c, x->dtype);
 	c->fn = x->dtype == KILN_DT_F32 ? "kk_softmax_f32" : "kk_softmax_any";
 	return KILN_OK;
 }
@@ -209,8 +197,8 @@ static kiln_status lower_layer_norm(const kiln_node *n, kiln_kcall *c, kiln_diag
 		return unsupported_dtype(n, stash, d);
 	kiln_kcall_i(c, rows);
 	kiln_kcall_i(c, dim);
-	kiln_kcall_i(c, rdt(x->dtype));
-	kiln_kcall_i(c, rdt(stash));
+	kiln_kcall_i(c, x->dtype);
+	kiln_kcall_i(c, stash);
 	kiln_kcall_i(c, n->n_inputs);
 	kiln_kcall_i(c, n->n_outputs);
 	kiln_kcall_i(c, dense[0]);
@@ -255,9 +243,9 @@ static kiln_status lower_batch_norm(const kiln_node *n, kiln_kcall *c, kiln_diag
 	kiln_kcall_i(c, x->dims[0]);
 	kiln_kcall_i(c, ch);
 	kiln_kcall_i(c, inner);
-	kiln_kcall_i(c, rdt(x->dtype));
+	kiln_kcall_i(c, x->dtype);
 	for (int i = 1; i < 5; i++)
-		kiln_kcall_i(c, rdt(in_type(n, i)->dtype));
+		kiln_kcall_i(c, in_type(n, i)->dtype);
 	kiln_kcall_f(c, kiln_node_float(n, "epsilon", 1e-5f));
 	if (x->dtype == KILN_DT_F32) {
 		c->scratch_bytes = 3 * ch * (int64_t)sizeof(float);
@@ -294,7 +282,7 @@ static kiln_status lower_pool(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
 		g[6][a] = real ? w.pad_end[r] : 0;
 	}
 	kiln_kcall_i(c, max);
-	kiln_kcall_i(c, rdt(dt));
+	kiln_kcall_i(c, dt);
 	kiln_kcall_i(c, w.batch * w.in_c);
 	for (int f = 0; f < 7; f++)
 		for (int a = 0; a < 3; a++)

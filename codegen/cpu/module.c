@@ -12,6 +12,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
+#include <llvm-c/Linker.h>
 
 #include "cpu.h"
 #include "passes.h"
@@ -60,7 +61,8 @@ typedef struct builder {
 	const kiln_graph *g;
 	kiln_diag *d;
 	LLVMContextRef ctx;
-	LLVMModuleRef mod;
+	LLVMModuleRef mod; /* the model: glue, weights, descriptor */
+	LLVMModuleRef lib; /* the kernel library, linked into mod at the end */
 	LLVMBuilderRef b;
 	LLVMTypeRef ptr, i8, i32, i64, f64;
 	kernel *kernels;
@@ -125,6 +127,21 @@ static kiln_status schedule(builder *B)
 		const kiln_node *n = g->nodes[ni];
 		if (c->progress)
 			c->progress(c->progress_user, "lower", ni, g->n_nodes);
+		/* A node whose outputs are all empty has nothing to compute; its
+		 * kernel is not called (kernels may assume a non-empty output). */
+		bool empty = true;
+		for (int i = 0; i < n->n_outputs; i++)
+			empty &= kiln_type_numel(&n->outputs[i]->type) == 0;
+		if (empty && n->n_outputs > 0) {
+			for (int i = 0; i < n->n_outputs; i++) {
+				kiln_value *v = n->outputs[i];
+				if (B->output_of_value[v->id] >= 0)
+					continue;
+				B->buf_of_value[v->id] = B->n_bufs;
+				B->bufs[B->n_bufs++] = (kiln_buffer){.bytes = 0, .first = ni, .last = ni};
+			}
+			continue;
+		}
 		memset(call, 0, sizeof *call);
 		call->arena = a;
 		KILN_TRY(kiln_cpu_lower(n, &c->target, call, d));
@@ -280,18 +297,33 @@ static kiln_status load_library(builder *B)
 	LLVMDisposeMemoryBuffer(mb);
 	if (bad || !mod)
 		return kiln_diag_error(d, KILN_ERR_INTERNAL, NULL, "embedded kernel bitcode is corrupt");
-	B->mod = mod;
-	/* Everything from the library is internal to the model: only the
-	 * descriptor is exported, and unused kernels are dropped by globaldce. */
-	for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+	B->lib = mod;
+	return KILN_OK;
+}
+
+/* Links the library into the model, then makes everything but the
+ * descriptor internal (unused kernels are dropped by globaldce) and
+ * retargets every function to the chosen CPU. */
+static kiln_status link_library(builder *B)
+{
+	LLVMSetTarget(B->lib, B->c->target.triple);
+	LLVMSetModuleDataLayout(B->lib, LLVMGetModuleDataLayout(B->mod));
+	LLVMModuleRef lib = B->lib;
+	B->lib = NULL; /* consumed by the linker, even when it fails */
+	if (LLVMLinkModules2(B->mod, lib))
+		return kiln_diag_error(B->d, KILN_ERR_INTERNAL, NULL, "linking the kernel library failed");
+	for (LLVMValueRef f = LLVMGetFirstFunction(B->mod); f; f = LLVMGetNextFunction(f)) {
 		if (LLVMIsDeclaration(f))
 			continue;
 		LLVMSetLinkage(f, LLVMInternalLinkage);
 		set_target_attrs(B, f);
 	}
-	for (LLVMValueRef gv = LLVMGetFirstGlobal(mod); gv; gv = LLVMGetNextGlobal(gv))
-		if (!LLVMIsDeclaration(gv))
+	for (LLVMValueRef gv = LLVMGetFirstGlobal(B->mod); gv; gv = LLVMGetNextGlobal(gv)) {
+		size_t len;
+		const char *name = LLVMGetValueName2(gv, &len);
+		if (!LLVMIsDeclaration(gv) && strcmp(name, KILN_ABI_SYMBOL))
 			LLVMSetLinkage(gv, LLVMInternalLinkage);
+	}
 	return KILN_OK;
 }
 
@@ -310,10 +342,13 @@ static kiln_status emit_glue(builder *B, int ki, LLVMValueRef *out)
 	kernel *k = &B->kernels[ki];
 	const kiln_node *n = k->node;
 	kiln_arena *a = B->c->arena;
-	LLVMValueRef kfn = LLVMGetNamedFunction(B->mod, k->fn);
-	if (!kfn || LLVMIsDeclaration(kfn))
+	LLVMValueRef def = LLVMGetNamedFunction(B->lib, k->fn);
+	if (!def || LLVMIsDeclaration(def))
 		return kiln_diag_error(B->d, KILN_ERR_INTERNAL, n,
 		                       "kernel '%s' is not in the kernel library", k->fn);
+	LLVMValueRef kfn = LLVMGetNamedFunction(B->mod, k->fn);
+	if (!kfn)
+		kfn = LLVMAddFunction(B->mod, k->fn, LLVMGlobalGetValueType(def));
 	char name[160];
 	snprintf(name, sizeof name, "k%d.%s", ki, sanitize(a, n->name, ""));
 	LLVMValueRef fn = LLVMAddFunction(B->mod, name, glue_type(B));
@@ -462,7 +497,7 @@ static LLVMValueRef io_array(builder *B, kiln_cpu_io *io, int n, const char *nam
 	return gv;
 }
 
-static void emit_descriptor(builder *B, LLVMValueRef entry)
+static kiln_status emit_descriptor(builder *B, LLVMValueRef entry)
 {
 	kiln_compiled *c = B->c;
 	LLVMTypeRef fields[] = {B->i32, B->i32, B->ptr, B->ptr, B->ptr, B->ptr, B->ptr,
@@ -488,12 +523,16 @@ static void emit_descriptor(builder *B, LLVMValueRef entry)
 		LLVMConstInt(B->i32, 0, 0),
 		entry,
 	};
+	for (unsigned i = 0; i < nf; i++)
+		if (!f[i])
+			return kiln_diag_error(B->d, KILN_ERR_OOM, NULL, "out of memory");
 	LLVMValueRef gv = LLVMAddGlobal(B->mod, model_t, KILN_ABI_SYMBOL);
 	LLVMSetInitializer(gv, LLVMConstNamedStruct(model_t, f, nf));
 	LLVMSetGlobalConstant(gv, 1);
 	LLVMSetLinkage(gv, LLVMExternalLinkage);
 	LLVMSetVisibility(gv, LLVMDefaultVisibility);
 	LLVMSetAlignment(gv, 16);
+	return KILN_OK;
 }
 
 static kiln_cpu_io *io_at(kiln_compiled *c, int k)
@@ -553,8 +592,7 @@ kiln_status kiln_cpu_build_module(kiln_compiled *c, const kiln_graph *g,
 	KILN_TRY(describe_io(c, g, d));
 	KILN_TRY(schedule(&B));
 	KILN_TRY(load_library(&B));
-	c->mod = B.mod;
-	LLVMSetModuleIdentifier(B.mod, c->graph_name, strlen(c->graph_name));
+	B.mod = c->mod = LLVMModuleCreateWithNameInContext(c->graph_name, c->ctx);
 	LLVMSetTarget(B.mod, c->target.triple);
 	LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(c->tm);
 	LLVMSetModuleDataLayout(B.mod, layout);
@@ -564,18 +602,24 @@ kiln_status kiln_cpu_build_module(kiln_compiled *c, const kiln_graph *g,
 	LLVMValueRef entry = NULL;
 	kiln_status st = emit_entry(&B, &entry);
 	if (!st)
-		emit_descriptor(&B, entry);
+		st = emit_descriptor(&B, entry);
 	LLVMDisposeBuilder(B.b);
+	char *msg = NULL;
+	if (!st && LLVMVerifyModule(B.mod, LLVMReturnStatusAction, &msg))
+		st = kiln_diag_error(d, KILN_ERR_INTERNAL, NULL, "invalid LLVM module: %.300s",
+		                     msg ? msg : "");
+	LLVMDisposeMessage(msg);
+	/* The glue is optimised on its own: the kernels arrive optimised by
+	 * clang for their vector width, and running the pipeline over them again
+	 * costs compile time for nothing (-O3 does, over the linked module). */
+	if (!st && c->opt_level >= 1 && c->opt_level <= 2)
+		st = kiln_cpu_run_passes(c, B.mod, c->opt_level == 1 ? "default<O1>" : "default<O2>", d);
+	if (!st)
+		st = link_library(&B);
+	if (B.lib)
+		LLVMDisposeModule(B.lib);
 	if (st)
 		return st;
-	char *msg = NULL;
-	if (LLVMVerifyModule(B.mod, LLVMReturnStatusAction, &msg)) {
-		kiln_status e = kiln_diag_error(d, KILN_ERR_INTERNAL, NULL, "invalid LLVM module: %.300s",
-		                                msg ? msg : "");
-		LLVMDisposeMessage(msg);
-		return e;
-	}
-	LLVMDisposeMessage(msg);
 	(void)o;
 	return KILN_OK;
 }

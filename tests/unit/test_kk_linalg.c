@@ -159,7 +159,9 @@ static void test_gemm_sizes(void **state)
 {
 	(void)state;
 	static const int64_t sz[][3] = {{1, 1, 1},   {7, 33, 17}, {33, 7, 100}, {100, 257, 33},
-	                                {13, 65, 300}, {1, 100, 7}, {257, 1, 5},  {12, 32, 1}};
+	                                {13, 65, 300}, {1, 100, 7}, {257, 1, 5},  {12, 32, 1},
+	                                /* several M and K blocks: a packed B runs K inside M */
+	                                {300, 70, 600}};
 	for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
 		for (int cb = 0; cb < 2; cb++)
 			gemm_case(KILN_DT_F32, sz[i][0], sz[i][1], sz[i][2], false, false, 1.0, 1.0, -1,
@@ -324,6 +326,31 @@ static void test_conv_2d(void **state)
 	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 2, .c = 6, .m = 9, .group = 3,
 	                                       .in = {7, 7}, .k = {3, 2}, .pads = {1, 0, 1, 1},
 	                                       .bias = true});
+	/* stride 2 on wide rows (vector deinterleave), 7x7 stem-like */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 5, .m = 13, .group = 1,
+	                                       .in = {21, 71}, .k = {3, 3}, .strides = {2, 2},
+	                                       .pads = {1, 1, 1, 1}, .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 2, .c = 3, .m = 20, .group = 1,
+	                                       .in = {30, 45}, .k = {7, 7}, .strides = {2, 2},
+	                                       .pads = {3, 3, 3, 3}});
+	/* stride above the kernel, dilation with stride, pads wider than the kernel */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 6, .m = 5, .group = 1,
+	                                       .in = {17, 19}, .k = {2, 1}, .strides = {3, 2},
+	                                       .pads = {3, 0, 4, 1}, .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 6, .m = 4, .group = 2,
+	                                       .in = {17, 19}, .k = {3, 3}, .strides = {2, 2},
+	                                       .dil = {2, 3}, .pads = {1, 2, 2, 1}});
+	/* whole-input kernel: one output position */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 2, .c = 7, .m = 30, .group = 1,
+	                                       .in = {5, 4}, .k = {5, 4}, .bias = true});
+	/* late-layer shape: 7x7 output, many channels, K over several blocks
+	 * (threads split M) */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 64, .m = 100, .group = 1,
+	                                       .in = {7, 7}, .k = {3, 3}, .pads = {1, 1, 1, 1},
+	                                       .bias = true});
+	/* groups over several N blocks */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 8, .m = 6, .group = 2,
+	                                       .in = {70, 70}, .k = {3, 3}, .pads = {1, 1, 1, 1}});
 	/* big output plane (several N blocks and threads) */
 	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 4, .m = 24, .group = 1,
 	                                       .in = {50, 47}, .k = {3, 3}, .pads = {1, 1, 1, 1},
@@ -357,6 +384,24 @@ static void test_conv_depthwise(void **state)
 	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 3, .n = 1, .c = 2, .m = 2, .group = 2,
 	                                       .in = {4, 5, 20}, .k = {2, 3, 3},
 	                                       .pads = {0, 1, 1, 1, 1, 1}});
+	/* MobileNet's 3x3 stride 2 on rows wide enough for the vector
+	 * deinterleave, even and odd widths; 7 rows (blocks of 4 and 3) */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 2, .c = 7, .m = 7, .group = 7,
+	                                       .in = {14, 71}, .k = {3, 3}, .strides = {2, 2},
+	                                       .pads = {1, 1, 1, 1}, .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3,
+	                                       .in = {9, 68}, .k = {3, 3}, .strides = {2, 2},
+	                                       .pads = {1, 1, 1, 1}});
+	/* stride 3 (generic deinterleave), 5x5, 1x1 output rows */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 4, .m = 4, .group = 4,
+	                                       .in = {13, 50}, .k = {5, 5}, .strides = {3, 3},
+	                                       .pads = {2, 2, 2, 2}, .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 2, .m = 2, .group = 2,
+	                                       .in = {1, 1}, .k = {3, 3}, .pads = {1, 1, 1, 1}});
+	/* stride above the kernel, padding wider than the kernel */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3,
+	                                       .in = {10, 40}, .k = {2, 2}, .strides = {3, 4},
+	                                       .pads = {3, 0, 3, 5}, .bias = true});
 }
 
 static void test_conv_1d_3d(void **state)

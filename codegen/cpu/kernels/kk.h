@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "kiln_abi.h"
+#include "kk_dtype.h"
 #include "kk_params.h"
 
 /* The libc/libm functions kernels may call, declared here rather than through

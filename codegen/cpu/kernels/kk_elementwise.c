@@ -87,152 +87,6 @@ static void ew_run(const ew_walk *w, const kiln_abi_host *h, ew_row_fn row)
 	kk_parallel(h, (w->numel + KK_EW_CHUNK - 1) / KK_EW_CHUNK, ew_task_run, &a);
 }
 
-/* ---- element access for the scalar paths (interp/tensor.c semantics) ----- */
-
-static inline uint32_t ew_bits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof u);
-	return u;
-}
-
-static inline float ew_float(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, sizeof f);
-	return f;
-}
-
-/* The half-precision conversions of ir/dtype.c, bit for bit. */
-static float ew_f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-	uint32_t exp = (h >> 10) & 0x1f;
-	uint32_t man = h & 0x3ff;
-	if (exp == 0x1f)
-		return ew_float(sign | 0x7f800000 | (man << 13));
-	if (exp == 0) {
-		if (man == 0)
-			return ew_float(sign);
-		float v = (float)man * (1.0f / 16777216.0f);
-		return sign ? -v : v;
-	}
-	return ew_float(sign | ((exp + 112) << 23) | (man << 13));
-}
-
-static uint16_t ew_f32_to_f16(float f)
-{
-	uint32_t u = ew_bits(f);
-	uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-	uint32_t exp = (u >> 23) & 0xff;
-	uint32_t man = u & 0x7fffff;
-	if (exp == 0xff)
-		return sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0);
-	int32_t e = (int32_t)exp - 127 + 15;
-	if (e >= 0x1f)
-		return sign | 0x7c00;
-	if (e <= 0) {
-		if (e < -10)
-			return sign;
-		man |= 0x800000;
-		uint32_t shift = (uint32_t)(14 - e);
-		uint32_t half = 1u << (shift - 1);
-		uint32_t rest = man & ((1u << shift) - 1);
-		uint32_t r = man >> shift;
-		if (rest > half || (rest == half && (r & 1)))
-			r++;
-		return sign | (uint16_t)r;
-	}
-	uint32_t r = ((uint32_t)e << 10) | (man >> 13);
-	uint32_t rest = man & 0x1fff;
-	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
-		r++;
-	return sign | (uint16_t)r;
-}
-
-static inline float ew_bf16_to_f32(uint16_t h)
-{
-	return ew_float((uint32_t)h << 16);
-}
-
-static uint16_t ew_f32_to_bf16(float f)
-{
-	uint32_t u = ew_bits(f);
-	if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff))
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
-
-static inline int ew_is_float(int dt)
-{
-	return dt == KK_DT_F32 || dt == KK_DT_F16 || dt == KK_DT_BF16 || dt == KK_DT_F64;
-}
-
-static double ew_ld_f64(const void *p, int dt, int64_t i)
-{
-	switch (dt) {
-	case KK_DT_F32: return ((const float *)p)[i];
-	case KK_DT_F64: return ((const double *)p)[i];
-	case KK_DT_F16: return ew_f16_to_f32(((const uint16_t *)p)[i]);
-	case KK_DT_BF16: return ew_bf16_to_f32(((const uint16_t *)p)[i]);
-	case KK_DT_I64: return (double)((const int64_t *)p)[i];
-	case KK_DT_I32: return ((const int32_t *)p)[i];
-	case KK_DT_I8: return ((const int8_t *)p)[i];
-	default: return ((const uint8_t *)p)[i];
-	}
-}
-
-/* Truncation toward zero, saturating to int64; NaN is 0. */
-static int64_t ew_f64_to_i64(double v)
-{
-	if (v != v)
-		return 0;
-	if (v >= 9.2233720368547758e18)
-		return INT64_MAX;
-	if (v <= -9.2233720368547758e18)
-		return INT64_MIN;
-	return (int64_t)v;
-}
-
-static int64_t ew_ld_i64(const void *p, int dt, int64_t i)
-{
-	switch (dt) {
-	case KK_DT_I64: return ((const int64_t *)p)[i];
-	case KK_DT_I32: return ((const int32_t *)p)[i];
-	case KK_DT_I8: return ((const int8_t *)p)[i];
-	case KK_DT_U8:
-	case KK_DT_BOOL: return ((const uint8_t *)p)[i];
-	default: return ew_f64_to_i64(ew_ld_f64(p, dt, i));
-	}
-}
-
-static void ew_st_f64(void *p, int dt, int64_t i, double v);
-
-static void ew_st_i64(void *p, int dt, int64_t i, int64_t v)
-{
-	switch (dt) {
-	case KK_DT_I64: ((int64_t *)p)[i] = v; break;
-	case KK_DT_I32: ((int32_t *)p)[i] = (int32_t)(uint32_t)v; break;
-	case KK_DT_I8: ((int8_t *)p)[i] = (int8_t)(uint8_t)v; break;
-	case KK_DT_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-	case KK_DT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-	default: ew_st_f64(p, dt, i, (double)v); break;
-	}
-}
-
-static void ew_st_f64(void *p, int dt, int64_t i, double v)
-{
-	switch (dt) {
-	case KK_DT_F32: ((float *)p)[i] = (float)v; break;
-	case KK_DT_F64: ((double *)p)[i] = v; break;
-	case KK_DT_F16: ((uint16_t *)p)[i] = ew_f32_to_f16((float)v); break;
-	case KK_DT_BF16: ((uint16_t *)p)[i] = ew_f32_to_bf16((float)v); break;
-	case KK_DT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-	default: ew_st_i64(p, dt, i, ew_f64_to_i64(v)); break;
-	}
-}
-
 static ew_walk ew_walk_init(const int64_t *ip, const double *fp, void *const *t)
 {
 	ew_walk w = {
@@ -256,12 +110,12 @@ static ew_walk ew_walk_init(const int64_t *ip, const double *fp, void *const *t)
 	if (w.op == KK_EW_CLIP) {
 		int dt = (int)w.dts[0];
 		if (w.out > 1 && t[1]) {
-			w.lo = ew_ld_f64(t[1], dt, 0);
-			w.ilo = ew_ld_i64(t[1], dt, 0);
+			w.lo = kk_dt_get_f64(t[1], dt, 0);
+			w.ilo = kk_dt_get_i64(t[1], dt, 0);
 		}
 		if (w.out > 2 && t[2]) {
-			w.hi = ew_ld_f64(t[2], dt, 0);
-			w.ihi = ew_ld_i64(t[2], dt, 0);
+			w.hi = kk_dt_get_f64(t[2], dt, 0);
+			w.ihi = kk_dt_get_i64(t[2], dt, 0);
 		}
 	}
 	return w;
@@ -403,12 +257,12 @@ static void ew_unary_row(const ew_walk *w, const int64_t *off, int64_t o, int64_
 		uint8_t *yb = (uint8_t *)y + o;
 		for (int64_t i = 0; i < n; i++)
 			yb[i] = !xb[i];
-	} else if (ew_is_float(dt) || !int_form) {
+	} else if (kk_dt_is_float(dt) || !int_form) {
 		for (int64_t i = 0; i < n; i++)
-			ew_st_f64(y, w->dt_out, o + i, ew_unary_f64(w, ew_ld_f64(x, dt, off[0] + i)));
+			kk_dt_set_f64(y, w->dt_out, o + i, ew_unary_f64(w, kk_dt_get_f64(x, dt, off[0] + i)));
 	} else {
 		for (int64_t i = 0; i < n; i++)
-			ew_st_i64(y, w->dt_out, o + i, ew_unary_i64(w, ew_ld_i64(x, dt, off[0] + i)));
+			kk_dt_set_i64(y, w->dt_out, o + i, ew_unary_i64(w, kk_dt_get_i64(x, dt, off[0] + i)));
 	}
 }
 
@@ -541,21 +395,21 @@ static void ew_binary_row(const ew_walk *w, const int64_t *off, int64_t o, int64
 	void *y = w->t[w->out];
 	int dt0 = (int)w->dts[0];
 	/* integer base, float exponent: numpy's power in double, truncated */
-	int as_float = ew_is_float(w->dt_out) ||
-	                (w->op == KK_EW_POW && ew_is_float((int)w->dts[1]));
+	int as_float = kk_dt_is_float(w->dt_out) ||
+	                (w->op == KK_EW_POW && kk_dt_is_float((int)w->dts[1]));
 	for (int64_t i = 0; i < n; i++) {
 		if (as_float) {
-			double acc = ew_ld_f64(w->t[0], dt0, off[0] + i * ew_inner(w, 0));
+			double acc = kk_dt_get_f64(w->t[0], dt0, off[0] + i * ew_inner(w, 0));
 			for (int k = 1; k < w->nin; k++)
 				acc = ew_binary_f64(w->op, acc,
-				                    ew_ld_f64(w->t[k], (int)w->dts[k], off[k] + i * ew_inner(w, k)));
-			ew_st_f64(y, w->dt_out, o + i, acc);
+				                    kk_dt_get_f64(w->t[k], (int)w->dts[k], off[k] + i * ew_inner(w, k)));
+			kk_dt_set_f64(y, w->dt_out, o + i, acc);
 		} else {
-			int64_t acc = ew_ld_i64(w->t[0], dt0, off[0] + i * ew_inner(w, 0));
+			int64_t acc = kk_dt_get_i64(w->t[0], dt0, off[0] + i * ew_inner(w, 0));
 			for (int k = 1; k < w->nin; k++)
 				acc = ew_binary_i64(w->op, acc,
-				                    ew_ld_i64(w->t[k], (int)w->dts[k], off[k] + i * ew_inner(w, k)));
-			ew_st_i64(y, w->dt_out, o + i, acc);
+				                    kk_dt_get_i64(w->t[k], (int)w->dts[k], off[k] + i * ew_inner(w, k)));
+			kk_dt_set_i64(y, w->dt_out, o + i, acc);
 		}
 	}
 }
@@ -579,16 +433,16 @@ static void ew_compare_row(const ew_walk *w, const int64_t *off, int64_t o, int6
 			float x = a[i * sa], z = b[i * sb];
 			y[i] = w->op == KK_EW_EQUAL ? x == z : w->op == KK_EW_LESS ? x < z : x > z;
 		}
-	} else if (ew_is_float(dt)) {
+	} else if (kk_dt_is_float(dt)) {
 		for (int64_t i = 0; i < n; i++) {
-			double x = ew_ld_f64(w->t[0], dt, off[0] + i * sa);
-			double z = ew_ld_f64(w->t[1], dt, off[1] + i * sb);
+			double x = kk_dt_get_f64(w->t[0], dt, off[0] + i * sa);
+			double z = kk_dt_get_f64(w->t[1], dt, off[1] + i * sb);
 			y[i] = w->op == KK_EW_EQUAL ? x == z : w->op == KK_EW_LESS ? x < z : x > z;
 		}
 	} else {
 		for (int64_t i = 0; i < n; i++) {
-			int64_t x = ew_ld_i64(w->t[0], dt, off[0] + i * sa);
-			int64_t z = ew_ld_i64(w->t[1], dt, off[1] + i * sb);
+			int64_t x = kk_dt_get_i64(w->t[0], dt, off[0] + i * sa);
+			int64_t z = kk_dt_get_i64(w->t[1], dt, off[1] + i * sb);
 			y[i] = w->op == KK_EW_EQUAL ? x == z : w->op == KK_EW_LESS ? x < z : x > z;
 		}
 	}
@@ -639,10 +493,10 @@ static float ew_f32_round_odd(double v)
 	float f = (float)v;
 	if (v != v || (double)f == v)
 		return f;
-	uint32_t u = ew_bits(f);
+	uint32_t u = kk_f32_bits(f);
 	if (fabs((double)f) > fabs(v))
 		u--; /* one step toward zero (f is not zero here) */
-	return ew_float(u | 1);
+	return kk_bits_f32(u | 1);
 }
 
 static void ew_cast_row(const ew_walk *w, const int64_t *off, int64_t o, int64_t n)
@@ -652,40 +506,40 @@ static void ew_cast_row(const ew_walk *w, const int64_t *off, int64_t o, int64_t
 	void *y = w->t[w->out];
 	int64_t xo = off[0];
 	if (from == to) {
-		static const int size[] = {4, 2, 2, 8, 8, 4, 1, 1, 1};
-		memcpy((char *)y + o * size[to], (const char *)x + xo * size[to], (size_t)(n * size[to]));
+		int64_t size = kk_dt_size(to);
+		memcpy((char *)y + o * size, (const char *)x + xo * size, (size_t)(n * size));
 		return;
 	}
-	int from_float = ew_is_float(from);
+	int from_float = kk_dt_is_float(from);
 	if (from == KK_DT_F32 && to == KK_DT_F16) {
 		const float *xf = (const float *)x + xo;
 		uint16_t *yh = (uint16_t *)y + o;
 		for (int64_t i = 0; i < n; i++)
-			yh[i] = ew_f32_to_f16(xf[i]);
+			yh[i] = kk_f32_to_f16(xf[i]);
 		return;
 	}
 	for (int64_t i = 0; i < n; i++) {
 		switch (to) {
 		case KK_DT_F32:
-			((float *)y)[o + i] = from_float ? (float)ew_ld_f64(x, from, xo + i)
-			                                 : (float)ew_ld_i64(x, from, xo + i);
+			((float *)y)[o + i] = from_float ? (float)kk_dt_get_f64(x, from, xo + i)
+			                                 : (float)kk_dt_get_i64(x, from, xo + i);
 			break;
 		case KK_DT_F64:
-			((double *)y)[o + i] = from_float ? ew_ld_f64(x, from, xo + i)
-			                                  : (double)ew_ld_i64(x, from, xo + i);
+			((double *)y)[o + i] = from_float ? kk_dt_get_f64(x, from, xo + i)
+			                                  : (double)kk_dt_get_i64(x, from, xo + i);
 			break;
 		case KK_DT_F16:
-			((uint16_t *)y)[o + i] = ew_f32_to_f16(ew_f32_round_odd(ew_ld_f64(x, from, xo + i)));
+			((uint16_t *)y)[o + i] = kk_f32_to_f16(ew_f32_round_odd(kk_dt_get_f64(x, from, xo + i)));
 			break;
 		case KK_DT_BF16:
-			((uint16_t *)y)[o + i] = ew_f32_to_bf16(ew_f32_round_odd(ew_ld_f64(x, from, xo + i)));
+			((uint16_t *)y)[o + i] = kk_f32_to_bf16(ew_f32_round_odd(kk_dt_get_f64(x, from, xo + i)));
 			break;
 		case KK_DT_BOOL:
-			((uint8_t *)y)[o + i] = from_float ? ew_ld_f64(x, from, xo + i) != 0
-			                                   : ew_ld_i64(x, from, xo + i) != 0;
+			((uint8_t *)y)[o + i] = from_float ? kk_dt_get_f64(x, from, xo + i) != 0
+			                                   : kk_dt_get_i64(x, from, xo + i) != 0;
 			break;
 		default:
-			ew_st_i64(y, to, o + i, ew_ld_i64(x, from, xo + i));
+			kk_dt_set_i64(y, to, o + i, kk_dt_get_i64(x, from, xo + i));
 			break;
 		}
 	}

@@ -2,11 +2,12 @@
  *
  * f32 runs on one GEMM core: operands packed into micro-panels (at compile
  * time for constants, into per-thread scratch otherwise; a convolution's
- * input is packed straight from the image as im2col), cache blocks of
- * KC x NC (B) and MC x KC (A), and an MR x NR register-blocked micro-kernel
- * of vector FMAs. The epilogue (alpha, beta * C, per-row bias, activation)
- * is applied when the last K block of a tile is written. Depthwise
- * convolution has its own direct kernel; ConvTranspose is GEMM to columns
+ * im2col blocks are packed from its input rewritten as phase planes, where
+ * every tap reads with stride 1), cache blocks of KC x NC (B) and MC x KC
+ * (A), and an MR x NR register-blocked micro-kernel of vector FMAs. The
+ * epilogue (alpha, beta * C, per-row bias, activation) is applied when the
+ * last K block of a tile is written. Depthwise convolution has its own
+ * direct kernel over the phase planes; ConvTranspose is GEMM to columns
  * and col2im. Other dtypes run plain loops that accumulate like the
  * interpreter. Parameter layout: kk_params_linalg.h. */
 #include "kk.h"
@@ -31,6 +32,7 @@ typedef struct la_geo {
 	int64_t n, c, m, group, cg, mg;
 	int64_t in[3], out[3], k[3], s[3], dl[3], pb[3];
 	int64_t ks, is, os;
+	int64_t nph[3], q[3], chan, plane; /* phase planes (kk_la_phases) */
 } la_geo;
 
 typedef struct la_gemm {
@@ -101,6 +103,8 @@ static void la_parse(la_gemm *g, const int64_t *ip, const double *fp, void *cons
 	q->ks = q->k[0] * q->k[1] * q->k[2];
 	q->is = q->in[0] * q->in[1] * q->in[2];
 	q->os = q->out[0] * q->out[1] * q->out[2];
+	q->chan = kk_la_phases(ip, q->nph, q->q);
+	q->plane = q->q[0] * q->q[1] * q->q[2];
 	g->rank = (int)ip[KK_LA_BATCH_RANK];
 	g->nbatch = 1;
 	for (int d = 0; d < g->rank; d++) {
@@ -167,54 +171,130 @@ static void pack_b(const la_gemm *g, const float *b, int64_t p0, int64_t kc, int
 	}
 }
 
-/* The same block of B = im2col(x): B[p, j] with p = (channel, kernel tap)
- * and j the flat output position, 0 in the padding. x is the group's first
- * input channel. */
-static void pack_b_im2col(const la_gemm *g, const float *x, int64_t p0, int64_t kc, int64_t j0,
-                          int64_t nc, float *dst)
+/* Even lanes of the concatenation a:b. */
+static inline kk_vf la_even(kk_vf a, kk_vf b)
+{
+#if KK_VL == 16
+	return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+#elif KK_VL == 8
+	return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+#else
+	return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+#endif
+}
+
+/* row[l] = src[l*s] for l in [0, n); src[0 .. room) is readable. With
+ * spill, whole vectors are written (up to VL-1 floats past n). The first
+ * vector is peeled so that short rows do not become memcpy/memset calls. */
+static inline void la_gather_row(float *row, const float *src, int64_t n, int64_t s, int64_t room,
+                                 bool spill)
+{
+	int64_t l = 0, vend = spill ? n : n - KK_VL + 1;
+	if (s == 1 && vend > 0 && KK_VL <= room) {
+		kk_store(row, kk_load(src));
+		l = KK_VL;
+	}
+	if (s == 1) {
+		for (; l < vend && l + KK_VL <= room; l += KK_VL)
+			kk_store(row + l, kk_load(src + l));
+	} else if (s == 2) {
+		for (; l < vend && 2 * (l + KK_VL) <= room; l += KK_VL)
+			kk_store(row + l, la_even(kk_load(src + 2 * l), kk_load(src + 2 * l + KK_VL)));
+	}
+	for (; l < n; l++)
+		row[l] = src[l * s];
+}
+
+static inline void la_zero_row(float *row, int64_t n, bool spill)
+{
+	int64_t l = 0, vend = spill ? n : n - KK_VL + 1;
+	if (vend > 0) {
+		kk_store(row, (kk_vf){0});
+		l = KK_VL;
+	}
+	for (; l < vend; l += KK_VL)
+		kk_store(row + l, (kk_vf){0});
+	for (; l < n; l++)
+		row[l] = 0.0f;
+}
+
+/* Fills one channel's phase planes (kk_params_linalg.h) from its input
+ * plane x: zero where the padded index falls outside the input. With
+ * spill, rows are written as whole vectors, up to VL-1 floats past their
+ * end, which the next row (or VL floats of slack) takes: only for a
+ * buffer no other thread writes. */
+static void phase_fill(const la_geo *q, const float *x, float *dst, bool spill)
+{
+	int64_t s2 = q->s[2], q2 = q->q[2];
+	for (int64_t rd = 0; rd < q->nph[0]; rd++)
+		for (int64_t rh = 0; rh < q->nph[1]; rh++)
+			for (int64_t rw = 0; rw < q->nph[2]; rw++) {
+				float *pl = dst + ((rd * q->nph[1] + rh) * q->nph[2] + rw) * q->plane;
+				/* columns l whose input column l*s2 + off lies in [0, in2) */
+				int64_t off = rw - q->pb[2];
+				int64_t l0 = off >= 0 ? 0 : la_cdiv(-off, s2);
+				int64_t l1 = q->in[2] - off <= 0 ? 0 : la_cdiv(q->in[2] - off, s2);
+				l1 = la_min(l1, q2);
+				l0 = la_min(l0, l1);
+				for (int64_t i = 0; i < q->q[0]; i++) {
+					int64_t id = i * q->s[0] + rd - q->pb[0];
+					for (int64_t j = 0; j < q->q[1]; j++) {
+						int64_t ih = j * q->s[1] + rh - q->pb[1];
+						float *row = pl + (i * q->q[1] + j) * q2;
+						if (id < 0 || id >= q->in[0] || ih < 0 || ih >= q->in[1]) {
+							la_zero_row(row, q2, spill);
+							continue;
+						}
+						const float *src = x + (id * q->in[1] + ih) * q->in[2] + off;
+						la_zero_row(row, l0, spill);
+						la_gather_row(row + l0, src + l0 * s2, l1 - l0, s2,
+						              x + q->is - (src + l0 * s2), spill);
+						la_zero_row(row + l1, q2 - l1, spill);
+					}
+				}
+			}
+}
+
+/* Element offset of tap `tap` in a channel's phase planes, output (0,0,0). */
+static int64_t phase_tap(const la_geo *q, int64_t tap)
+{
+	int64_t kk[3] = {tap / (q->k[1] * q->k[2]), tap / q->k[2] % q->k[1], tap % q->k[2]};
+	int64_t slot = 0, pos = 0;
+	for (int a = 0; a < 3; a++) {
+		int64_t u = kk[a] * q->dl[a];
+		slot = slot * q->nph[a] + u % q->s[a];
+		pos = pos * q->q[a] + u / q->s[a];
+	}
+	return slot * q->plane + pos;
+}
+
+/* The same block of B = im2col(x) for a Conv, read from the phase planes tb
+ * (channel c at c*chan): B[p, j] with p = (channel, kernel tap) and j the
+ * flat output position. Within an output row a tap reads a contiguous run
+ * of one plane, so each panel row is a few runs, copied as whole vectors. A
+ * copy may write up to VL-1 floats past its run: panels are filled in order
+ * (panel, row, run), so the excess lands on floats written later (the
+ * buffer and tb carry VL floats of slack). */
+static void pack_b_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t kc, int64_t j0,
+                        int64_t nc, float *dst)
 {
 	const la_geo *q = &g->geo;
-	int64_t ncp = la_cdiv(nc, KK_NR) * KK_NR;
-	for (int64_t p = 0; p < kc; p++) {
-		int64_t kk = (p0 + p) % q->ks, c = (p0 + p) / q->ks;
-		int64_t kd = kk / (q->k[1] * q->k[2]), kh = kk / q->k[2] % q->k[1], kw = kk % q->k[2];
-		const float *xc = x + c * q->is;
-		int64_t ow = j0 % q->out[2], oh = j0 / q->out[2] % q->out[1];
-		int64_t od = j0 / (q->out[1] * q->out[2]);
-		int64_t jj = 0;
-		while (jj < nc) {
-			int64_t run = la_min(q->out[2] - ow, nc - jj);
-			int64_t id = od * q->s[0] + kd * q->dl[0] - q->pb[0];
-			int64_t ih = oh * q->s[1] + kh * q->dl[1] - q->pb[1];
-			int rowok = id >= 0 && id < q->in[0] && ih >= 0 && ih < q->in[1];
-			const float *row = xc + (id * q->in[1] + ih) * q->in[2];
-			int64_t iw0 = ow * q->s[2] + kw * q->dl[2] - q->pb[2];
-			/* split the run at panel boundaries: inside one, j is contiguous */
-			for (int64_t r = 0; r < run;) {
-				int64_t j = jj + r, len = la_min(run - r, KK_NR - j % KK_NR);
-				float *o = dst + j / KK_NR * kc * KK_NR + p * KK_NR + j % KK_NR;
-				int64_t iw = iw0 + r * q->s[2];
-				if (!rowok) {
-					for (int64_t e = 0; e < len; e++)
-						o[e] = 0.0f;
-				} else if (q->s[2] == 1) {
-					int64_t lo = la_min(len, iw < 0 ? -iw : 0);
-					int64_t hi = la_min(len, q->in[2] - iw);
-					hi = hi < lo ? lo : hi;
-					for (int64_t e = 0; e < lo; e++)
-						o[e] = 0.0f;
-					if (hi > lo)
-						memcpy(o + lo, row + iw + lo, (size_t)(hi - lo) * sizeof(float));
-					for (int64_t e = hi; e < len; e++)
-						o[e] = 0.0f;
-				} else {
-					for (int64_t e = 0; e < len; e++, iw += q->s[2])
-						o[e] = iw >= 0 && iw < q->in[2] ? row[iw] : 0.0f;
-				}
-				r += len;
-			}
-			jj += run;
-			ow += run;
+	int64_t toff[KK_GEMM_KC_MAX(KK_VL)];
+	for (int64_t p = 0; p < kc; p++)
+		toff[p] = (p0 + p) / q->ks * q->chan + phase_tap(q, (p0 + p) % q->ks);
+	int64_t run_col[KK_NR], run_len[KK_NR], run_src[KK_NR];
+	for (int64_t jp = 0; jp < nc; jp += KK_NR) {
+		int64_t cols = la_min(KK_NR, nc - jp), j = j0 + jp;
+		int64_t ow = j % q->out[2], oh = j / q->out[2] % q->out[1];
+		int64_t od = j / (q->out[1] * q->out[2]);
+		int nrun = 0;
+		for (int64_t e = 0; e < cols; nrun++) {
+			int64_t len = la_min(q->out[2] - ow, cols - e);
+			run_col[nrun] = e;
+			run_len[nrun] = len;
+			run_src[nrun] = (od * q->q[1] + oh) * q->q[2] + ow;
+			e += len;
+			ow += len;
 			if (ow == q->out[2]) {
 				ow = 0;
 				if (++oh == q->out[1]) {
@@ -223,8 +303,20 @@ static void pack_b_im2col(const la_gemm *g, const float *x, int64_t p0, int64_t 
 				}
 			}
 		}
-		for (; jj < ncp; jj++)
-			dst[jj / KK_NR * kc * KK_NR + p * KK_NR + jj % KK_NR] = 0.0f;
+		float *d = dst + jp * kc;
+		for (int64_t p = 0; p < kc; p++, d += KK_NR) {
+			const float *src = tb + toff[p];
+			for (int r = 0; r < nrun; r++) {
+				const float *sr = src + run_src[r];
+				float *dr = d + run_col[r];
+				/* runs are short: peeled, or they become memcpy calls */
+				kk_store(dr, kk_load(sr));
+				for (int64_t v = KK_VL; v < run_len[r]; v += KK_VL)
+					kk_store(dr + v, kk_load(sr + v));
+			}
+			for (int64_t v = cols; v < KK_NR; v += KK_VL)
+				kk_store(d + v, (kk_vf){0});
+		}
 	}
 }
 
@@ -244,6 +336,10 @@ static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64
 		for (int v = 0; v < nv; v++)
 			acc[i][v] = (kk_vf){0};
 	for (int64_t p = 0; p < kc; p++) {
+		/* full-height A panels stream from L2/L3 (weights, read once
+		 * per tile row); short ones (GEMV) are not worth the slot */
+		if (mr == KK_MR)
+			__builtin_prefetch(a + (p + 24) * KK_MR);
 		kk_vf bv[KK_NV];
 #pragma GCC unroll 4
 		for (int v = 0; v < nv; v++)
@@ -359,6 +455,43 @@ static void tile_store(const la_gemm *g, float *y, const float *bias, const kk_v
 	}
 }
 
+/* One operand block of a task: the M block ib against the packed B block
+ * bp (depth [k0, k0+kc), columns [j0, j0+nc)), every micro-tile of it. */
+static void gemm_block(const la_gemm *g, const float *a, const float *bp, float *y,
+                       const float *bias, float *abuf, int64_t ib, int64_t k0, int64_t kc,
+                       int64_t j0, int64_t nc)
+{
+	int first = k0 == 0, last = k0 + kc >= g->k;
+	int64_t i0 = ib * g->mc, mc = la_min(g->mc, g->m - i0);
+	const float *ap = abuf;
+	if (g->a_mode == KK_LA_OP_PACKED)
+		ap = a + k0 * g->mpad + i0 * kc;
+	else
+		pack_a(g, a, i0, mc, k0, kc, abuf);
+	for (int64_t jr = 0; jr < nc; jr += KK_NR) {
+		int64_t nr = la_min(KK_NR, nc - jr);
+		int nv = (int)la_cdiv(nr, KK_VL);
+		for (int64_t ir = 0; ir < mc; ir += KK_MR) {
+			int mr = (int)la_min(KK_MR, mc - ir);
+			/* Y's tile is read back (after the first K block) and written
+			 * after the micro-kernel: start fetching it now */
+			float *yt = y + (i0 + ir) * g->y_rs + j0 + jr;
+			for (int i = 0; i < mr; i++) {
+				__builtin_prefetch(yt + i * g->y_rs, 1);
+				__builtin_prefetch(yt + i * g->y_rs + nr - 1, 1);
+			}
+			kk_vf acc[KK_MR * KK_NV];
+			ukr_tab[mr - 1][nv - 1](kc, ap + ir * kc, bp + jr * kc, acc);
+			tile_store(g, y, bias, acc, i0 + ir, j0 + jr, mr, nr, first, last);
+		}
+	}
+}
+
+/* Tasks are (batch, N block, M chunk). A pre-packed B (weights) costs
+ * nothing to revisit, so its K blocks run inside each M block: Y's tiles
+ * come back while still in L2 (K outside, a big product re-reads all of Y
+ * from memory per K block: 20% of a 2048^3 MatMul). A B packed here is
+ * packed once per K block and shared by the M blocks. */
 static void gemm_task(void *arg, int64_t begin, int64_t end, void *scratch)
 {
 	const la_gemm *g = arg;
@@ -374,34 +507,23 @@ static void gemm_task(void *arg, int64_t begin, int64_t end, void *scratch)
 		float *y = (float *)g->y + off[2];
 		const float *bias = g->bias ? (const float *)g->bias + off[3] : NULL;
 		int64_t j0 = jc * g->nc, nc = la_min(g->nc, g->n - j0);
+		if (g->b_mode == KK_LA_OP_PACKED) {
+			for (int64_t ib = ib0; ib < ib1; ib++)
+				for (int64_t k0 = 0; k0 < g->k; k0 += g->kc) {
+					int64_t kc = la_min(g->kc, g->k - k0);
+					gemm_block(g, a, b + k0 * g->npad + j0 * kc, y, bias, abuf, ib, k0, kc, j0,
+					           nc);
+				}
+			continue;
+		}
 		for (int64_t k0 = 0; k0 < g->k && ib0 < ib1; k0 += g->kc) {
 			int64_t kc = la_min(g->kc, g->k - k0);
-			const float *bp = bbuf;
-			if (g->b_mode == KK_LA_OP_PACKED)
-				bp = b + k0 * g->npad + j0 * kc;
-			else if (g->b_mode == KK_LA_OP_IM2COL)
-				pack_b_im2col(g, b, k0, kc, j0, nc, bbuf);
+			if (g->b_mode == KK_LA_OP_IM2COL)
+				pack_b_conv(g, b, k0, kc, j0, nc, bbuf);
 			else
 				pack_b(g, b, k0, kc, j0, nc, bbuf);
-			int first = k0 == 0, last = k0 + kc >= g->k;
-			for (int64_t ib = ib0; ib < ib1; ib++) {
-				int64_t i0 = ib * g->mc, mc = la_min(g->mc, g->m - i0);
-				const float *ap = abuf;
-				if (g->a_mode == KK_LA_OP_PACKED)
-					ap = a + k0 * g->mpad + i0 * kc;
-				else
-					pack_a(g, a, i0, mc, k0, kc, abuf);
-				for (int64_t jr = 0; jr < nc; jr += KK_NR) {
-					int64_t nr = la_min(KK_NR, nc - jr);
-					int nv = (int)la_cdiv(nr, KK_VL);
-					for (int64_t ir = 0; ir < mc; ir += KK_MR) {
-						int mr = (int)la_min(KK_MR, mc - ir);
-						kk_vf acc[KK_MR * KK_NV];
-						ukr_tab[mr - 1][nv - 1](kc, ap + ir * kc, bp + jr * kc, acc);
-						tile_store(g, y, bias, acc, i0 + ir, j0 + jr, mr, nr, first, last);
-					}
-				}
-			}
+			for (int64_t ib = ib0; ib < ib1; ib++)
+				gemm_block(g, a, bbuf, y, bias, abuf, ib, k0, kc, j0, nc);
 		}
 	}
 }
@@ -425,8 +547,20 @@ static void gemm_empty_k(const la_gemm *g)
 	}
 }
 
-/* Splits the problem into tasks (batch x N blocks x M chunks) so that every
- * thread gets work, N first: B blocks are the costlier to repack. */
+/* Per-thread work of a partition into nbatch x n_jc x split tasks, in
+ * micro-tile vectors (the threads claim tasks in turn). */
+static int64_t split_cost(const la_gemm *g, int64_t thr, int64_t n_jc, int64_t split)
+{
+	int64_t tasks = g->nbatch * n_jc * split;
+	int64_t vecs = la_cdiv(la_cdiv(g->n, n_jc), KK_VL);
+	int64_t rows = la_cdiv(la_cdiv(g->m, KK_MR), split);
+	return la_cdiv(tasks, thr) * vecs * rows;
+}
+
+/* Splits the problem into tasks (batch x N blocks x M chunks) so that the
+ * threads get equal work: the partition of least per-thread cost, fewer
+ * tasks on a tie (each repacks its operands). The packed layouts do not
+ * depend on MC or NC, so both may shrink here. */
 static void gemm_run(la_gemm *g, const kiln_abi_host *h)
 {
 	if (g->m == 0 || g->n == 0 || g->nbatch == 0)
@@ -436,17 +570,31 @@ static void gemm_run(la_gemm *g, const kiln_abi_host *h)
 		return;
 	}
 	int64_t thr = h->n_threads > 0 ? h->n_threads : 1;
-	int64_t max_jc = la_cdiv(g->n, KK_NR);
-	int64_t n_jc = la_cdiv(g->n, g->nc);
-	while ((g->nbatch * n_jc) % thr && n_jc < max_jc && n_jc < thr * 2)
-		n_jc++;
-	g->nc = la_cdiv(la_cdiv(g->n, n_jc), KK_NR) * KK_NR;
+	int64_t max_jc = la_cdiv(g->n, KK_NR), mpan = la_cdiv(g->m, KK_MR);
+	int64_t n_jc0 = la_cdiv(g->n, g->nc), best_jc = n_jc0, best_split = 1;
+	if (thr > 1) {
+		int64_t best = split_cost(g, thr, n_jc0, 1);
+		for (int64_t jc = n_jc0; jc <= la_min(max_jc, n_jc0 + la_min(2 * thr, 16)); jc++)
+			for (int64_t sp = 1; sp <= la_min(mpan, 16); sp++) {
+				int64_t cost = split_cost(g, thr, jc, sp);
+				if (cost < best) {
+					best = cost;
+					best_jc = jc;
+					best_split = sp;
+				}
+			}
+	}
+	g->nc = la_cdiv(la_cdiv(g->n, best_jc), KK_NR) * KK_NR;
 	g->n_jc = la_cdiv(g->n, g->nc);
+	if (best_split > 1) {
+		/* M blocks: a whole number per chunk */
+		int64_t per = la_cdiv(la_cdiv(g->m, g->mc), best_split);
+		g->mc = la_min(g->mc, la_cdiv(mpan, per * best_split) * KK_MR);
+	}
 	g->n_ic = la_cdiv(g->m, g->mc);
-	int64_t outer = g->nbatch * g->n_jc;
-	g->split = outer >= thr ? 1 : la_min(g->n_ic, la_cdiv(thr, outer));
+	g->split = la_min(best_split, g->n_ic);
 	g->a_scratch = g->a_mode == KK_LA_OP_PACKED ? 0 : la_cdiv(g->mc, KK_MR) * KK_MR * g->kc;
-	kk_parallel(h, outer * g->split, gemm_task, g);
+	kk_parallel(h, g->nbatch * g->n_jc * g->split, gemm_task, g);
 }
 
 /* Gemm, MatMul and Conv (1x1 direct or im2col) in f32. */
@@ -457,55 +605,144 @@ KK_KERNEL(kk_gemm_f32)
 	gemm_run(&g, h);
 }
 
+/* ---- f32 convolution through phase planes ------------------------------- */
+
+typedef struct phase_args {
+	const la_geo *q;
+	const float *x; /* the image */
+	float *tb;
+} phase_args;
+
+static void phase_task(void *arg, int64_t begin, int64_t end, void *scratch)
+{
+	const phase_args *a = arg;
+	(void)scratch;
+	for (int64_t c = begin; c < end; c++)
+		phase_fill(a->q, a->x + c * a->q->is, a->tb + c * a->q->chan, false);
+}
+
+/* Conv as GEMM per image: the image's phase planes go to the arena scratch
+ * (t[SCRATCH]: C*chan + VL floats), then Y[mg, os] = W * im2col per group
+ * with the B blocks packed from the planes. X is t[B], W is t[A]. */
+KK_KERNEL(kk_conv_f32)
+{
+	la_gemm g;
+	la_parse(&g, ip, fp, t);
+	const la_geo *q = &g.geo;
+	float *tb = (float *)slot(t, ip[KK_LA_T_SCRATCH]);
+	if (q->os == 0 || q->m == 0)
+		return;
+	kk_store(tb + q->c * q->chan, (kk_vf){0});
+	for (int64_t nb = 0; nb < q->n; nb++) {
+		phase_args pa = {.q = q, .x = (const float *)g.b + nb * q->c * q->is, .tb = tb};
+		kk_parallel(h, q->c, phase_task, &pa);
+		la_gemm gi = g;
+		gi.b = tb;
+		gi.y = (float *)g.y + nb * q->m * q->os;
+		gemm_run(&gi, h);
+	}
+}
+
 /* ---- f32 depthwise convolution ------------------------------------------- */
 
+/* R output rows x C vectors of one plane: src is the phase planes at the
+ * block's first output, rs their row stride, n the valid columns (the last
+ * vector may be partial). Taps outer, so the R*C sums are independent.
+ * room: floats from y to the end of the plane where a partial vector may be
+ * stored whole (its excess lands on rows stored later), else 0. */
+static inline __attribute__((always_inline)) void dw_body(int R, int C, const la_gemm *g,
+                                                        const float *src, int64_t rs,
+                                                        const float *w, const int64_t *toff,
+                                                        int64_t ks, float bias, float *y,
+                                                        int64_t ys, int64_t n, int64_t room)
+{
+	kk_vf acc[4][2];
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+		for (int c = 0; c < C; c++)
+			acc[r][c] = la_splat(bias);
+	for (int64_t tp = 0; tp < ks; tp++) {
+		kk_vf wv = la_splat(w[tp]);
+		const float *s = src + toff[tp];
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+			for (int c = 0; c < C; c++)
+				acc[r][c] += wv * kk_load(s + r * rs + c * KK_VL);
+	}
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+		for (int c = 0; c < C; c++) {
+			kk_vf x = act_v(g, acc[r][c]);
+			int64_t cols = n - c * KK_VL;
+			if (cols >= KK_VL || r * ys + (c + 1) * KK_VL <= room)
+				kk_store(y + r * ys + c * KK_VL, x);
+			else
+				kk_store_n(y + r * ys + c * KK_VL, x, cols);
+		}
+}
+
+typedef void (*dw_fn)(const la_gemm *g, const float *src, int64_t rs, const float *w,
+                      const int64_t *toff, int64_t ks, float bias, float *y, int64_t ys,
+                      int64_t n, int64_t room);
+
+#define KK_DW(R, C)                                                                       \
+	static void dw_##R##_##C(const la_gemm *g, const float *src, int64_t rs, const float *w, \
+	                         const int64_t *toff, int64_t ks, float bias, float *y,          \
+	                         int64_t ys, int64_t n, int64_t room)                            \
+	{                                                                                     \
+		dw_body(R, C, g, src, rs, w, toff, ks, bias, y, ys, n, room);                     \
+	}
+KK_DW(1, 1)
+KK_DW(1, 2)
+KK_DW(2, 1)
+KK_DW(2, 2)
+KK_DW(3, 1)
+KK_DW(3, 2)
+KK_DW(4, 1)
+KK_DW(4, 2)
+
+/* dw_tab[rows - 1][vectors - 1] */
+static const dw_fn dw_tab[4][2] = {
+	{dw_1_1, dw_1_2}, {dw_2_1, dw_2_2}, {dw_3_1, dw_3_2}, {dw_4_1, dw_4_2},
+};
+
+/* One (image, channel) plane per item: the input plane goes to phase planes
+ * in the thread's scratch (ks tap offsets, then chan + VL floats), then
+ * blocks of up to 4 rows x 2 vectors of output, each tap one FMA per vector
+ * with a stride-1 load. */
 static void dw_task(void *arg, int64_t begin, int64_t end, void *scratch)
 {
 	const la_gemm *g = arg;
 	const la_geo *q = &g->geo;
-	(void)scratch;
+	int64_t *toff = scratch;
+	float *pb = (float *)(toff + q->ks);
+	for (int64_t tp = 0; tp < q->ks; tp++)
+		toff[tp] = phase_tap(q, tp);
+	kk_store(pb + q->chan, (kk_vf){0});
+	int64_t rs = q->q[2], o2 = q->out[2];
 	for (int64_t pl = begin; pl < end; pl++) {
 		int64_t m = pl % q->m, nb = pl / q->m;
-		const float *x = (const float *)g->b + (nb * q->c + m / q->mg) * q->is;
+		phase_fill(q, (const float *)g->b + (nb * q->c + m / q->mg) * q->is, pb, true);
 		const float *w = (const float *)g->a + m * q->ks;
 		float *y = (float *)g->y + pl * q->os;
 		float bias = g->bias ? ((const float *)g->bias)[m] : 0.0f;
 		for (int64_t od = 0; od < q->out[0]; od++)
-			for (int64_t oh = 0; oh < q->out[1]; oh++) {
-				float *yr = y + (od * q->out[1] + oh) * q->out[2];
-				for (int64_t ow = 0; ow < q->out[2]; ow++)
-					yr[ow] = bias;
-				for (int64_t kd = 0; kd < q->k[0]; kd++) {
-					int64_t id = od * q->s[0] + kd * q->dl[0] - q->pb[0];
-					if (id < 0 || id >= q->in[0])
-						continue;
-					for (int64_t kh = 0; kh < q->k[1]; kh++) {
-						int64_t ih = oh * q->s[1] + kh * q->dl[1] - q->pb[1];
-						if (ih < 0 || ih >= q->in[1])
-							continue;
-						const float *xr = x + (id * q->in[1] + ih) * q->in[2];
-						const float *wr = w + (kd * q->k[1] + kh) * q->k[2];
-						for (int64_t kw = 0; kw < q->k[2]; kw++) {
-							/* ow whose input column ow*s + off lies in [0, in) */
-							int64_t off = kw * q->dl[2] - q->pb[2], s = q->s[2];
-							int64_t lo = off >= 0 ? 0 : la_cdiv(-off, s);
-							int64_t hi = q->in[2] - 1 - off < 0 ? 0 : (q->in[2] - 1 - off) / s + 1;
-							hi = la_min(hi, q->out[2]);
-							float wv = wr[kw];
-							int64_t ow = lo;
-							if (s == 1) {
-								kk_vf wvv = kk_splat(wv);
-								for (; ow + KK_VL <= hi; ow += KK_VL)
-									kk_store(yr + ow, kk_load(yr + ow) + wvv * kk_load(xr + ow + off));
-							}
-							for (; ow < hi; ow++)
-								yr[ow] += wv * xr[ow * s + off];
-						}
-					}
+			for (int64_t oh = 0; oh < q->out[1]; oh += 4) {
+				int rows = (int)la_min(4, q->out[1] - oh);
+				const float *src = pb + (od * q->q[1] + oh) * rs;
+				float *yr = y + (od * q->out[1] + oh) * o2;
+				for (int64_t ow = 0; ow < o2;) {
+					int64_t n = la_min(2 * KK_VL, o2 - ow);
+					int vecs = (int)la_cdiv(n, KK_VL);
+					/* a block spanning whole rows may spill into the rows after it */
+					int64_t room = n == o2 ? q->os - (yr - y) : 0;
+					dw_tab[rows - 1][vecs - 1](g, src + ow, rs, w, toff, q->ks, bias, yr + ow, o2,
+					                           n, room);
+					ow += n;
 				}
-				if (g->act != KK_LA_ACT_NONE)
-					for (int64_t ow = 0; ow < q->out[2]; ow++)
-						yr[ow] = act_s(g, yr[ow]);
 			}
 	}
 }
@@ -586,68 +823,6 @@ KK_KERNEL(kk_conv_transpose_f32)
 
 /* ---- other dtypes ---------------------------------------------------------- */
 
-static float h2f(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
-	if (exp == 0x1f) {
-		u = sign | 0x7f800000 | (man << 13);
-	} else if (exp == 0) {
-		float v = (float)man * (1.0f / 16777216.0f);
-		return sign ? -v : v;
-	} else {
-		u = sign | ((exp + 112) << 23) | (man << 13);
-	}
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-/* Round to nearest even, like ir/dtype.c. */
-static uint16_t f2h(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-	uint32_t exp = (u >> 23) & 0xff, man = u & 0x7fffff;
-	if (exp == 0xff)
-		return (uint16_t)(sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0));
-	int32_t e = (int32_t)exp - 127 + 15;
-	if (e >= 0x1f)
-		return sign | 0x7c00;
-	if (e <= 0) {
-		if (e < -10)
-			return sign;
-		man |= 0x800000;
-		uint32_t shift = (uint32_t)(14 - e), half = 1u << (shift - 1);
-		uint32_t rest = man & ((1u << shift) - 1), r = man >> shift;
-		if (rest > half || (rest == half && (r & 1)))
-			r++;
-		return (uint16_t)(sign | r);
-	}
-	uint32_t r = ((uint32_t)e << 10) | (man >> 13), rest = man & 0x1fff;
-	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
-		r++;
-	return (uint16_t)(sign | r);
-}
-
-static float b2f(uint16_t h)
-{
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static uint16_t f2b(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff))
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
-
 static int dt_is_int(int dt)
 {
 	return dt >= KK_LA_DT_I64;
@@ -658,8 +833,8 @@ static double ld_f(const void *p, int dt, int64_t i)
 	switch (dt) {
 	case KK_LA_DT_F32: return ((const float *)p)[i];
 	case KK_LA_DT_F64: return ((const double *)p)[i];
-	case KK_LA_DT_F16: return h2f(((const uint16_t *)p)[i]);
-	case KK_LA_DT_BF16: return b2f(((const uint16_t *)p)[i]);
+	case KK_LA_DT_F16: return kk_f16_to_f32(((const uint16_t *)p)[i]);
+	case KK_LA_DT_BF16: return kk_bf16_to_f32(((const uint16_t *)p)[i]);
 	case KK_LA_DT_I64: return (double)((const int64_t *)p)[i];
 	case KK_LA_DT_I32: return ((const int32_t *)p)[i];
 	case KK_LA_DT_I8: return ((const int8_t *)p)[i];
@@ -695,8 +870,8 @@ static void st_f(void *p, int dt, int64_t i, double v)
 	switch (dt) {
 	case KK_LA_DT_F32: ((float *)p)[i] = (float)v; break;
 	case KK_LA_DT_F64: ((double *)p)[i] = v; break;
-	case KK_LA_DT_F16: ((uint16_t *)p)[i] = f2h((float)v); break;
-	case KK_LA_DT_BF16: ((uint16_t *)p)[i] = f2b((float)v); break;
+	case KK_LA_DT_F16: ((uint16_t *)p)[i] = kk_f32_to_f16((float)v); break;
+	case KK_LA_DT_BF16: ((uint16_t *)p)[i] = kk_f32_to_bf16((float)v); break;
 	default: {
 		int64_t iv;
 		if (v != v)

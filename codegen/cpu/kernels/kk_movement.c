@@ -8,7 +8,8 @@
  * items of tens of kilobytes across threads, and transpose in cache-sized
  * tiles. Elements are moved by size (1, 2, 4, 8 bytes) through memcpy, so a
  * graph input at any alignment is fine. The kernels that compute convert
- * exactly like the interpreter (interp/k_resize.c, k_quant.c, k_movement.c). */
+ * exactly like the interpreter (interp/k_resize.c, k_quant.c, k_movement.c),
+ * through kk_dtype.h's element access. */
 #include "kk.h"
 
 /* Below this many bytes a kernel runs on the calling thread. */
@@ -80,138 +81,6 @@ static void mv_run_copy(char *dst, const char *src, int64_t n, int64_t s, int64_
 		for (int64_t i = 0; i < n; i++)
 			memcpy(dst + i * esz, src + i * s * esz, (size_t)esz);
 		break;
-	}
-}
-
-/* ---- element conversion (dtype codes KK_MV_DT_*) ----------------------- */
-
-static float mv_bits_f32(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static uint32_t mv_f32_bits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return u;
-}
-
-static float mv_f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-	if (e == 0x1f)
-		return mv_bits_f32(sign | 0x7f800000 | (m << 13));
-	if (e == 0) {
-		float v = (float)m * (1.0f / 16777216.0f);
-		return sign ? -v : v;
-	}
-	return mv_bits_f32(sign | ((e + 112) << 23) | (m << 13));
-}
-
-/* Round to nearest even, like ir/dtype.c. */
-static uint16_t mv_f32_to_f16(float f)
-{
-	uint32_t u = mv_f32_bits(f);
-	uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-	uint32_t m = u & 0x7fffff;
-	int32_t e = (int32_t)((u >> 23) & 0xff);
-	if (e == 0xff)
-		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
-	e = e - 127 + 15;
-	if (e >= 0x1f)
-		return sign | 0x7c00;
-	if (e <= 0) {
-		if (e < -10)
-			return sign;
-		m |= 0x800000;
-		uint32_t shift = (uint32_t)(14 - e), half = 1u << (shift - 1);
-		uint32_t rest = m & ((1u << shift) - 1), r = m >> shift;
-		if (rest > half || (rest == half && (r & 1)))
-			r++;
-		return (uint16_t)(sign | r);
-	}
-	uint32_t r = ((uint32_t)e << 10) | (m >> 13), rest = m & 0x1fff;
-	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
-		r++;
-	return (uint16_t)(sign | r);
-}
-
-static float mv_bf16_to_f32(uint16_t h) { return mv_bits_f32((uint32_t)h << 16); }
-
-static uint16_t mv_f32_to_bf16(float f)
-{
-	uint32_t u = mv_f32_bits(f);
-	if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff))
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
-
-/* Element i of p as double. */
-static double mv_get(const void *p, int64_t i, int dt)
-{
-	const char *c = p;
-	switch (dt) {
-	case KK_MV_DT_F32: { float v; memcpy(&v, c + i * 4, 4); return v; }
-	case KK_MV_DT_F64: { double v; memcpy(&v, c + i * 8, 8); return v; }
-	case KK_MV_DT_F16: { uint16_t v; memcpy(&v, c + i * 2, 2); return mv_f16_to_f32(v); }
-	case KK_MV_DT_BF16: { uint16_t v; memcpy(&v, c + i * 2, 2); return mv_bf16_to_f32(v); }
-	case KK_MV_DT_I64: { int64_t v; memcpy(&v, c + i * 8, 8); return (double)v; }
-	case KK_MV_DT_I32: { int32_t v; memcpy(&v, c + i * 4, 4); return v; }
-	case KK_MV_DT_I8: return (int8_t)c[i];
-	default: return (uint8_t)c[i];
-	}
-}
-
-/* Element i of an integer tensor. */
-static int64_t mv_get_int(const void *p, int64_t i, int dt)
-{
-	const char *c = p;
-	switch (dt) {
-	case KK_MV_DT_I64: { int64_t v; memcpy(&v, c + i * 8, 8); return v; }
-	case KK_MV_DT_I32: { int32_t v; memcpy(&v, c + i * 4, 4); return v; }
-	case KK_MV_DT_I8: return (int8_t)c[i];
-	default: return (uint8_t)c[i];
-	}
-}
-
-static void mv_set_int(void *p, int64_t i, int dt, int64_t v)
-{
-	char *c = p;
-	switch (dt) {
-	case KK_MV_DT_I64: memcpy(c + i * 8, &v, 8); break;
-	case KK_MV_DT_I32: { int32_t w = (int32_t)(uint32_t)v; memcpy(c + i * 4, &w, 4); break; }
-	case KK_MV_DT_BOOL: c[i] = v != 0; break;
-	default: c[i] = (char)(uint8_t)v; break;
-	}
-}
-
-/* Stores v converted to dt, like kiln_tensor_set_f64: floats round, integers
- * truncate toward zero after clamping to int64 (NaN gives 0). */
-static void mv_set(void *p, int64_t i, int dt, double v)
-{
-	char *c = p;
-	switch (dt) {
-	case KK_MV_DT_F32: { float f = (float)v; memcpy(c + i * 4, &f, 4); return; }
-	case KK_MV_DT_F64: memcpy(c + i * 8, &v, 8); return;
-	case KK_MV_DT_F16: { uint16_t h = mv_f32_to_f16((float)v); memcpy(c + i * 2, &h, 2); return; }
-	case KK_MV_DT_BF16: { uint16_t h = mv_f32_to_bf16((float)v); memcpy(c + i * 2, &h, 2); return; }
-	case KK_MV_DT_BOOL: c[i] = v != 0; return;
-	default: {
-		int64_t iv;
-		if (v != v)
-			iv = 0;
-		else if (v >= 9.2233720368547758e18)
-			iv = INT64_MAX;
-		else if (v <= -9.2233720368547758e18)
-			iv = INT64_MIN;
-		else
-			iv = (int64_t)v;
-		mv_set_int(p, i, dt, iv);
-	}
 	}
 }
 
@@ -502,11 +371,6 @@ typedef struct mv_pad {
 	int64_t esz, rank, run_b, run_n;
 } mv_pad;
 
-static void pad_fill(char *dst, const char *cval, int64_t n, int64_t esz)
-{
-	mv_run_copy(dst, cval, n, 0, esz);
-}
-
 static void pad_task(void *arg, int64_t b, int64_t e, void *scratch)
 {
 	const mv_pad *a = arg;
@@ -523,7 +387,7 @@ static void pad_task(void *arg, int64_t b, int64_t e, void *scratch)
 			off += m;
 		}
 		if (!inside) {
-			pad_fill(d, a->cval, len, esz);
+			mv_run_copy(d, a->cval, len, 0, esz);
 			continue;
 		}
 		const char *s = a->src + off * esz;
@@ -578,9 +442,9 @@ static double mv_saturate(int dt, double v)
 {
 	v = nearbyint(v);
 	switch (dt) {
-	case KK_MV_DT_I8: return v < -128.0 ? -128.0 : v > 127.0 ? 127.0 : v;
-	case KK_MV_DT_U8: return v < 0.0 ? 0.0 : v > 255.0 ? 255.0 : v;
-	case KK_MV_DT_I32:
+	case KK_DT_I8: return v < -128.0 ? -128.0 : v > 127.0 ? 127.0 : v;
+	case KK_DT_U8: return v < 0.0 ? 0.0 : v > 255.0 ? 255.0 : v;
+	case KK_DT_I32:
 		return v < -2147483648.0 ? -2147483648.0 : v > 2147483647.0 ? 2147483647.0 : v;
 	default: return v;
 	}
@@ -588,9 +452,8 @@ static double mv_saturate(int dt, double v)
 
 static void resize_store(const mv_resize *a, int64_t o, double acc)
 {
-	int is_float = a->dt == KK_MV_DT_F32 || a->dt == KK_MV_DT_F16 || a->dt == KK_MV_DT_BF16 ||
-	                a->dt == KK_MV_DT_F64;
-	mv_set(a->dst, o, (int)a->dt, is_float ? acc : mv_saturate((int)a->dt, acc));
+	int dt = (int)a->dt;
+	kk_dt_set_f64(a->dst, dt, o, kk_dt_is_float(dt) ? acc : mv_saturate(dt, acc));
 }
 
 /* One output row (all axes but the last fixed) per item. The tap
@@ -669,7 +532,7 @@ static inline __attribute__((always_inline)) void resize_rows(const mv_resize *a
 					for (int64_t q = 0; q < nl; q++) {
 						double w = c_w[c] * jw[q];
 						if (w != 0.0)
-							acc += w * mv_get(a->src, c_off[c] + jo[q], (int)a->dt);
+							acc += w * kk_dt_get_f64(a->src, (int)a->dt, c_off[c] + jo[q]);
 					}
 				resize_store(a, o, acc);
 			}
@@ -751,17 +614,15 @@ KK_KERNEL(kk_range)
 	int dt = (int)ip[KK_RANGE_DT];
 	void *dst = t[ip[KK_RANGE_DST]];
 	int64_t count = ip[KK_RANGE_COUNT];
-	int is_float = dt == KK_MV_DT_F32 || dt == KK_MV_DT_F16 || dt == KK_MV_DT_BF16 ||
-	                dt == KK_MV_DT_F64;
-	if (is_float) {
+	if (kk_dt_is_float(dt)) {
 		double start = fp[KK_RANGE_FP_START], delta = fp[KK_RANGE_FP_DELTA];
 		for (int64_t i = 0; i < count; i++)
-			mv_set(dst, i, dt, start + (double)i * delta);
+			kk_dt_set_f64(dst, dt, i, start + (double)i * delta);
 		return;
 	}
 	uint64_t start = (uint64_t)ip[KK_RANGE_START_I], delta = (uint64_t)ip[KK_RANGE_DELTA_I];
 	for (int64_t i = 0; i < count; i++)
-		mv_set_int(dst, i, dt, (int64_t)(start + (uint64_t)i * delta));
+		kk_dt_set_i64(dst, dt, i, (int64_t)(start + (uint64_t)i * delta));
 }
 
 /* ---- kk_quantize, kk_dequantize -------------------------------------------- */
@@ -824,30 +685,30 @@ static void quant_index(const mv_quant *a, int64_t row, int64_t c0, int64_t *bas
 static void quant_task(void *arg, int64_t b, int64_t e, void *scratch)
 {
 	const mv_quant *a = arg;
-	double lo = a->ydt == KK_MV_DT_U8 ? 0.0 : a->ydt == KK_MV_DT_I8 ? -128.0 : -2147483648.0;
-	double hi = a->ydt == KK_MV_DT_U8 ? 255.0 : a->ydt == KK_MV_DT_I8 ? 127.0 : 2147483647.0;
+	double lo = a->ydt == KK_DT_U8 ? 0.0 : a->ydt == KK_DT_I8 ? -128.0 : -2147483648.0;
+	double hi = a->ydt == KK_DT_U8 ? 255.0 : a->ydt == KK_DT_I8 ? 127.0 : 2147483647.0;
 	for (int64_t it = b; it < e; it++) {
 		int64_t row = it / a->ncc, c0 = it % a->ncc * a->cols;
 		int64_t c1 = mv_min(c0 + a->cols, a->inner), i0 = row * a->inner + c0, sb, ss;
 		quant_index(a, row, c0, &sb, &ss);
-		if (ss == 0 && a->xdt == KK_MV_DT_F32 && a->sdt == KK_MV_DT_F32 &&
-		    a->ydt != KK_MV_DT_I32) {
-			float s = (float)mv_get(a->scale, sb, a->sdt);
-			float z = a->zp ? (float)mv_get_int(a->zp, sb, a->zdt) : 0.0f;
+		if (ss == 0 && a->xdt == KK_DT_F32 && a->sdt == KK_DT_F32 &&
+		    a->ydt != KK_DT_I32) {
+			float s = (float)kk_dt_get_f64(a->scale, a->sdt, sb);
+			float z = a->zp ? (float)kk_dt_get_i64(a->zp, a->zdt, sb) : 0.0f;
 			quant_f32_run((uint8_t *)a->y + i0, a->x + i0 * 4, c1 - c0, s, z, (float)lo,
 			              (float)hi);
 			continue;
 		}
 		for (int64_t i = 0; i < c1 - c0; i++) {
 			int64_t q = sb + i * ss;
-			float x = (float)mv_get(a->x, i0 + i, a->xdt);
-			float s = (float)mv_get(a->scale, q, a->sdt);
+			float x = (float)kk_dt_get_f64(a->x, a->xdt, i0 + i);
+			float s = (float)kk_dt_get_f64(a->scale, a->sdt, q);
 			double r = nearbyintf(x / s);
 			if (r != r)
 				r = 0;
-			r += a->zp ? (double)mv_get_int(a->zp, q, a->zdt) : 0.0;
+			r += a->zp ? (double)kk_dt_get_i64(a->zp, a->zdt, q) : 0.0;
 			r = r < lo ? lo : r > hi ? hi : r;
-			mv_set_int(a->y, i0 + i, a->ydt, (int64_t)r);
+			kk_dt_set_i64(a->y, a->ydt, i0 + i, (int64_t)r);
 		}
 	}
 }
@@ -859,15 +720,15 @@ static void dequant_task(void *arg, int64_t b, int64_t e, void *scratch)
 		int64_t row = it / a->ncc, c0 = it % a->ncc * a->cols;
 		int64_t c1 = mv_min(c0 + a->cols, a->inner), i0 = row * a->inner + c0, sb, ss;
 		quant_index(a, row, c0, &sb, &ss);
-		if (ss == 0 && a->ydt == KK_MV_DT_F32 && a->sdt == KK_MV_DT_F32 &&
-		    (a->xdt == KK_MV_DT_U8 || a->xdt == KK_MV_DT_I8)) {
-			float s = (float)mv_get(a->scale, sb, a->sdt);
-			float z = a->zp ? (float)mv_get_int(a->zp, sb, a->zdt) : 0.0f;
+		if (ss == 0 && a->ydt == KK_DT_F32 && a->sdt == KK_DT_F32 &&
+		    (a->xdt == KK_DT_U8 || a->xdt == KK_DT_I8)) {
+			float s = (float)kk_dt_get_f64(a->scale, a->sdt, sb);
+			float z = a->zp ? (float)kk_dt_get_i64(a->zp, a->zdt, sb) : 0.0f;
 			const uint8_t *xu = (const uint8_t *)a->x + i0;
 			const int8_t *xs = (const int8_t *)a->x + i0;
 			float *y = (float *)(void *)(a->y + i0 * 4);
 			int64_t n = c1 - c0;
-			if (a->xdt == KK_MV_DT_U8)
+			if (a->xdt == KK_DT_U8)
 				for (int64_t i = 0; i < n; i++) {
 					float v = ((float)xu[i] - z) * s;
 					memcpy(y + i, &v, 4);
@@ -881,10 +742,10 @@ static void dequant_task(void *arg, int64_t b, int64_t e, void *scratch)
 		}
 		for (int64_t i = 0; i < c1 - c0; i++) {
 			int64_t q = sb + i * ss;
-			float x = (float)mv_get_int(a->x, i0 + i, a->xdt);
-			float z = a->zp ? (float)mv_get_int(a->zp, q, a->zdt) : 0.0f;
-			float s = (float)mv_get(a->scale, q, a->sdt);
-			mv_set(a->y, i0 + i, a->ydt, (double)((x - z) * s));
+			float x = (float)kk_dt_get_i64(a->x, a->xdt, i0 + i);
+			float z = a->zp ? (float)kk_dt_get_i64(a->zp, a->zdt, q) : 0.0f;
+			float s = (float)kk_dt_get_f64(a->scale, a->sdt, q);
+			kk_dt_set_f64(a->y, a->ydt, i0 + i, (double)((x - z) * s));
 		}
 	}
 }
@@ -896,7 +757,7 @@ static void mv_quant_run(const int64_t *ip, void *const *t, const kiln_abi_host 
 	              .dim = ip[KK_Q_DIM], .inner = ip[KK_Q_INNER], .sdim = ip[KK_Q_SDIM],
 	              .block = ip[KK_Q_BLOCK], .xdt = (int)ip[KK_Q_XDT], .sdt = (int)ip[KK_Q_SDT],
 	              .zdt = (int)ip[KK_Q_ZDT], .ydt = (int)ip[KK_Q_YDT]};
-	a.zp = a.zdt != KK_MV_DT_NONE ? t[2] : NULL;
+	a.zp = a.zdt != KK_DT_NONE ? t[2] : NULL;
 	int64_t count = ip[KK_Q_COUNT];
 	if (count == 0)
 		return;

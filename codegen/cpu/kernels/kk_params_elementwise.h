@@ -8,7 +8,7 @@
  *   ip[KK_EW_OP]      the operation, KK_EW_*
  *   ip[KK_EW_NIN]     walked inputs nin (Clip: 1; its bounds are t[1], t[2])
  *   ip[KK_EW_OUT]     index of the output in t (the node's input count)
- *   ip[KK_EW_DT_OUT]  output dtype, KK_DT_*
+ *   ip[KK_EW_DT_OUT]  output dtype, KK_DT_* (kk_dtype.h)
  *   ip[KK_EW_RANK]    rank r >= 1 after merging
  *   ip[KK_EW_NUMEL]   output elements
  *   ip[KK_EW_TAIL...] dtype of each walked input [nin], dims [r],
@@ -30,20 +30,6 @@ enum {
 };
 
 enum { KK_EW_ALPHA, KK_EW_BETA, KK_EW_N_FP };
-
-/* kiln_dtype values (kiln.h), which kernels cannot include; the lowering
- * checks they agree. */
-enum {
-	KK_DT_F32,
-	KK_DT_F16,
-	KK_DT_BF16,
-	KK_DT_F64,
-	KK_DT_I64,
-	KK_DT_I32,
-	KK_DT_I8,
-	KK_DT_U8,
-	KK_DT_BOOL
-};
 
 /* ip[KK_EW_OP]. Unary: kk_ew_unary_f32 (f32), kk_ew_unary (other dtypes). */
 enum {

@@ -48,7 +48,7 @@ enum {
 	KK_LA_T_C,       /* Y += beta * C (Gemm) */
 	KK_LA_T_BIAS,    /* Y += bias[i] per row (Conv) */
 	KK_LA_T_Y,
-	KK_LA_T_SCRATCH, /* arena scratch (ConvTranspose columns) */
+	KK_LA_T_SCRATCH, /* arena scratch (ConvTranspose columns, Conv phase planes) */
 	KK_LA_CONV_N,    /* convolution: batch, in/out channels, groups */
 	KK_LA_CONV_C,
 	KK_LA_CONV_M,
@@ -68,6 +68,28 @@ enum {
 	KK_LA_BATCH,
 	KK_LA_COUNT = KK_LA_BATCH
 };
+
+/* Convolutions read their input through phase planes. Axis a of the
+ * zero-padded input, span = (out-1)*s + (k-1)*dl + 1 long, is split into
+ * nph phases r (padded index u = i*s + r), each q = cdiv(span, s) long, so
+ * that every kernel tap reads a stride-1 window of one plane: tap k reads
+ * phase (k*dl) % s shifted by (k*dl) / s. With dl == 1 only the residues of
+ * taps 0..k-1 occur. One channel's planes: phase (rd, rh, rw) at
+ * ((rd*nph1 + rh)*nph2 + rw)*q0*q1*q2, element (i, j, l) at (i*q1 + j)*q2 + l.
+ * Returns the floats per channel (0 without a convolution geometry); ip is
+ * the kernel's parameter array. */
+static inline int64_t kk_la_phases(const int64_t *ip, int64_t nph[3], int64_t q[3])
+{
+	int64_t f = 1;
+	for (int a = 0; a < 3; a++) {
+		int64_t s = ip[KK_LA_STRIDE + a], k = ip[KK_LA_KER + a], dl = ip[KK_LA_DIL + a];
+		int64_t span = (ip[KK_LA_OUT + a] - 1) * s + (k - 1) * dl + 1;
+		nph[a] = dl == 1 && k < s ? k : s;
+		q[a] = span > 0 && s > 0 ? (span + s - 1) / s : 0;
+		f *= nph[a] * q[a];
+	}
+	return f;
+}
 
 enum { KK_LA_BD_SIZE, KK_LA_BD_A, KK_LA_BD_B, KK_LA_BD_Y, KK_LA_BD_BIAS, KK_LA_BD_COUNT };
 

@@ -4,22 +4,9 @@
  * node order, then outputs). Offsets and strides are in elements unless the
  * name says bytes. Movement kernels are dtype-generic by element size; the
  * few that compute (Resize, Range, Quantize/DequantizeLinear) take dtype codes
- * KK_MV_DT_*, which mirror kiln_dtype (the lowering checks they agree). */
+ * KK_DT_* (kk_dtype.h), which are kiln_dtype's. */
 #ifndef KK_PARAMS_MOVEMENT_H
 #define KK_PARAMS_MOVEMENT_H
-
-enum {
-	KK_MV_DT_F32,
-	KK_MV_DT_F16,
-	KK_MV_DT_BF16,
-	KK_MV_DT_F64,
-	KK_MV_DT_I64,
-	KK_MV_DT_I32,
-	KK_MV_DT_I8,
-	KK_MV_DT_U8,
-	KK_MV_DT_BOOL,
-	KK_MV_DT_NONE = -1, /* an omitted optional tensor */
-};
 
 /* Most dims a strided view may have: Tile views each axis as two. */
 #define KK_MV_MAX_RANK 16
@@ -142,7 +129,7 @@ enum { KK_RANGE_DT, KK_RANGE_COUNT, KK_RANGE_DST, KK_RANGE_START_I, KK_RANGE_DEL
 enum { KK_RANGE_FP_START, KK_RANGE_FP_DELTA, KK_RANGE_N_FP };
 
 /* kk_quantize / kk_dequantize: x t[0], scale t[1], zero point t[2] (ZDT
- * KK_MV_DT_NONE when omitted), y t[DST]; COUNT elements. x is [outer, DIM,
+ * KK_DT_NONE when omitted), y t[DST]; COUNT elements. x is [outer, DIM,
  * INNER]; element (o, c, i) uses scale/zero-point element
  *   MODE 0 (tensor): 0;  1 (axis): c;  2 (blocked): (o*SDIM + c/BLOCK)*INNER + i.
  * Quantize: y = saturate(rint(f32(x) / f32(scale)) + zp), ties to even, NaN

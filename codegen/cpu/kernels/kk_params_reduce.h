@@ -4,20 +4,6 @@
 #ifndef KK_PARAMS_REDUCE_H
 #define KK_PARAMS_REDUCE_H
 
-/* Element types as the reduce kernels name them (the lowering maps kiln_dtype
- * onto these explicitly, so the kernels need not include kiln.h). */
-enum kk_rdt {
-	KK_RDT_F32,
-	KK_RDT_F16,
-	KK_RDT_BF16,
-	KK_RDT_F64,
-	KK_RDT_I64,
-	KK_RDT_I32,
-	KK_RDT_I8,
-	KK_RDT_U8,
-	KK_RDT_BOOL,
-};
-
 /* ---- kk_reduce_f32, kk_reduce_any: t = {X, axes?, Y} ----
  * The input is canonicalised at compile time: dims of size 1 dropped,
  * neighbouring dims that are both reduced or both kept merged. What is left
@@ -27,7 +13,7 @@ enum kk_rdt {
  * kept in mode COL (outputs come in contiguous runs, reduced across). */
 enum {
 	KK_RED_KIND,  /* KK_RED_MEAN.. */
-	KK_RED_DT,    /* enum kk_rdt of X and Y */
+	KK_RED_DT,    /* KK_DT_* of X and Y */
 	KK_RED_MODE,  /* KK_RED_MODE_* */
 	KK_RED_NOUT,  /* elements of Y */
 	KK_RED_GROUP, /* elements reduced into each output */
@@ -51,7 +37,7 @@ enum {
 	KK_SMX_DIM,
 	KK_SMX_INNER,
 	KK_SMX_LOG, /* 1: LogSoftmax */
-	KK_SMX_DT,  /* enum kk_rdt of X and Y */
+	KK_SMX_DT,  /* KK_DT_* of X and Y */
 	KK_SMX_N_IP,
 };
 
@@ -64,8 +50,8 @@ enum {
 enum {
 	KK_LN_ROWS,
 	KK_LN_DIM,
-	KK_LN_DT,        /* enum kk_rdt of X, Scale, B, Y */
-	KK_LN_STASH_DT,  /* enum kk_rdt of Mean, InvStdDev */
+	KK_LN_DT,        /* KK_DT_* of X, Scale, B, Y */
+	KK_LN_STASH_DT,  /* KK_DT_* of Mean, InvStdDev */
 	KK_LN_N_IN,      /* 2 or 3: whether B is an input */
 	KK_LN_N_OUT,     /* 1..3: which of Y, Mean, InvStdDev are outputs */
 	KK_LN_SCALE_DENSE,
@@ -83,7 +69,7 @@ enum {
 	KK_BN_N,
 	KK_BN_C,
 	KK_BN_INNER,
-	KK_BN_DT,       /* enum kk_rdt of X and Y */
+	KK_BN_DT,       /* KK_DT_* of X and Y */
 	KK_BN_PARAM_DT, /* 4 entries: scale, B, mean, var */
 	KK_BN_N_IP = KK_BN_PARAM_DT + 4,
 };
@@ -94,7 +80,7 @@ enum { KK_BN_FP_EPS };
  * Geometry as kiln_window_resolve gives it. */
 enum {
 	KK_POOL_MAX, /* 1: MaxPool, 0: AveragePool */
-	KK_POOL_DT,  /* enum kk_rdt of X and Y */
+	KK_POOL_DT,  /* KK_DT_* of X and Y */
 	KK_POOL_NC,  /* batch x channels */
 	KK_POOL_IN,  /* 3 each from here on */
 	KK_POOL_OUT = KK_POOL_IN + 3,

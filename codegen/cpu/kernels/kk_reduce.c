@@ -10,151 +10,6 @@
 #include "kk.h"
 #include "kk_math.h"
 
-/* ---- element access for the _any kernels ------------------------------- */
-
-static inline uint32_t rd_f32_bits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return u;
-}
-
-static inline float rd_bits_f32(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static inline float rd_f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-	uint32_t e = (h >> 10) & 0x1f, man = h & 0x3ff;
-	if (e == 0x1f)
-		return rd_bits_f32(sign | 0x7f800000 | (man << 13));
-	if (e == 0) {
-		float v = (float)man * (1.0f / 16777216.0f); /* zero or subnormal */
-		return sign ? -v : v;
-	}
-	return rd_bits_f32(sign | ((e + 112) << 23) | (man << 13));
-}
-
-/* Round to nearest even, as ir/dtype.c does. */
-static inline uint16_t rd_f32_to_f16(float f)
-{
-	uint32_t u = rd_f32_bits(f);
-	uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-	uint32_t exp = (u >> 23) & 0xff, man = u & 0x7fffff;
-	if (exp == 0xff)
-		return sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0);
-	int32_t e = (int32_t)exp - 127 + 15;
-	if (e >= 0x1f)
-		return sign | 0x7c00;
-	if (e <= 0) {
-		if (e < -10)
-			return sign;
-		man |= 0x800000;
-		uint32_t shift = (uint32_t)(14 - e), half = 1u << (shift - 1);
-		uint32_t rest = man & ((1u << shift) - 1), r = man >> shift;
-		if (rest > half || (rest == half && (r & 1)))
-			r++;
-		return sign | (uint16_t)r;
-	}
-	uint32_t r = ((uint32_t)e << 10) | (man >> 13), rest = man & 0x1fff;
-	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
-		r++;
-	return sign | (uint16_t)r;
-}
-
-static inline uint16_t rd_f32_to_bf16(float f)
-{
-	uint32_t u = rd_f32_bits(f);
-	if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff))
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
-
-static inline int64_t rd_size(int dt)
-{
-	switch (dt) {
-	case KK_RDT_F64:
-	case KK_RDT_I64: return 8;
-	case KK_RDT_F32:
-	case KK_RDT_I32: return 4;
-	case KK_RDT_F16:
-	case KK_RDT_BF16: return 2;
-	default: return 1;
-	}
-}
-
-static inline int rd_is_float(int dt)
-{
-	return dt <= KK_RDT_F64;
-}
-
-static inline double rd_get(const void *p, int dt, int64_t i)
-{
-	switch (dt) {
-	case KK_RDT_F32: return ((const float *)p)[i];
-	case KK_RDT_F16: return rd_f16_to_f32(((const uint16_t *)p)[i]);
-	case KK_RDT_BF16: return rd_bits_f32((uint32_t)((const uint16_t *)p)[i] << 16);
-	case KK_RDT_F64: return ((const double *)p)[i];
-	case KK_RDT_I64: return (double)((const int64_t *)p)[i];
-	case KK_RDT_I32: return ((const int32_t *)p)[i];
-	case KK_RDT_I8: return ((const int8_t *)p)[i];
-	default: return ((const uint8_t *)p)[i];
-	}
-}
-
-static inline int64_t rd_get_i(const void *p, int dt, int64_t i)
-{
-	switch (dt) {
-	case KK_RDT_I64: return ((const int64_t *)p)[i];
-	case KK_RDT_I32: return ((const int32_t *)p)[i];
-	case KK_RDT_I8: return ((const int8_t *)p)[i];
-	default: return ((const uint8_t *)p)[i];
-	}
-}
-
-/* Integer stores wrap to the dtype's width; bool stores v != 0. */
-static inline void rd_set_i(void *p, int dt, int64_t i, int64_t v)
-{
-	switch (dt) {
-	case KK_RDT_I64: ((int64_t *)p)[i] = v; break;
-	case KK_RDT_I32: ((int32_t *)p)[i] = (int32_t)(uint32_t)v; break;
-	case KK_RDT_I8: ((int8_t *)p)[i] = (int8_t)(uint8_t)v; break;
-	case KK_RDT_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-	case KK_RDT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-	default: break;
-	}
-}
-
-/* Floats round through f32 for f16/bf16; integers clamp through int64
- * (NaN gives 0), as the interpreter's tensor stores do. */
-static inline void rd_set(void *p, int dt, int64_t i, double v)
-{
-	switch (dt) {
-	case KK_RDT_F32: ((float *)p)[i] = (float)v; break;
-	case KK_RDT_F16: ((uint16_t *)p)[i] = rd_f32_to_f16((float)v); break;
-	case KK_RDT_BF16: ((uint16_t *)p)[i] = rd_f32_to_bf16((float)v); break;
-	case KK_RDT_F64: ((double *)p)[i] = v; break;
-	case KK_RDT_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-	default: {
-		int64_t iv;
-		if (v != v)
-			iv = 0;
-		else if (v >= 9.2233720368547758e18)
-			iv = INT64_MAX;
-		else if (v <= -9.2233720368547758e18)
-			iv = INT64_MIN;
-		else
-			iv = (int64_t)v;
-		rd_set_i(p, dt, i, iv);
-	}
-	}
-}
-
 /* ---- vector helpers ---------------------------------------------------- */
 
 /* Max / min that propagate NaN, like the interpreter's `v > acc || isnan(v)`. */
@@ -435,9 +290,9 @@ static void rd_red_col(const void *arg, int64_t i0, int64_t i1)
 static int64_t rd_int_lowest(int dt)
 {
 	switch (dt) {
-	case KK_RDT_I64: return INT64_MIN;
-	case KK_RDT_I32: return INT32_MIN;
-	case KK_RDT_I8: return INT8_MIN;
+	case KK_DT_I64: return INT64_MIN;
+	case KK_DT_I32: return INT32_MIN;
+	case KK_DT_I8: return INT8_MIN;
 	default: return 0;
 	}
 }
@@ -445,10 +300,10 @@ static int64_t rd_int_lowest(int dt)
 static int64_t rd_int_highest(int dt)
 {
 	switch (dt) {
-	case KK_RDT_I64: return INT64_MAX;
-	case KK_RDT_I32: return INT32_MAX;
-	case KK_RDT_I8: return INT8_MAX;
-	case KK_RDT_U8: return 255;
+	case KK_DT_I64: return INT64_MAX;
+	case KK_DT_I32: return INT32_MAX;
+	case KK_DT_I8: return INT8_MAX;
+	case KK_DT_U8: return 255;
 	default: return 1;
 	}
 }
@@ -464,10 +319,10 @@ static void rd_red_any(const void *arg, int64_t o0, int64_t o1)
 	for (int64_t o = o0; o < o1; o++, rd_odo_next(&ko)) {
 		rd_odo ro;
 		rd_odo_init(&ro, r->red, r->nr, 0);
-		if (rd_is_float(dt)) {
+		if (kk_dt_is_float(dt)) {
 			double a = rd_ident(kind);
 			for (int64_t q = 0; q < r->group; q++, rd_odo_next(&ro)) {
-				double v = rd_get(r->x, dt, ko.off + ro.off);
+				double v = kk_dt_get_f64(r->x, dt, ko.off + ro.off);
 				if (kind == KK_RED_MAX)
 					a = v > a || v != v ? v : a;
 				else if (kind == KK_RED_MIN)
@@ -475,11 +330,11 @@ static void rd_red_any(const void *arg, int64_t o0, int64_t o1)
 				else
 					a += v;
 			}
-			rd_set(r->y, dt, o, kind == KK_RED_MEAN ? a / (double)r->group : a);
+			kk_dt_set_f64(r->y, dt, o, kind == KK_RED_MEAN ? a / (double)r->group : a);
 		} else {
 			int64_t a = kind == KK_RED_MAX ? rd_int_lowest(dt) : kind == KK_RED_MIN ? rd_int_highest(dt) : 0;
 			for (int64_t q = 0; q < r->group; q++, rd_odo_next(&ro)) {
-				int64_t v = rd_get_i(r->x, dt, ko.off + ro.off);
+				int64_t v = kk_dt_get_i64(r->x, dt, ko.off + ro.off);
 				if (kind == KK_RED_MAX)
 					a = v > a ? v : a;
 				else if (kind == KK_RED_MIN)
@@ -487,7 +342,7 @@ static void rd_red_any(const void *arg, int64_t o0, int64_t o1)
 				else
 					a = (int64_t)((uint64_t)a + (uint64_t)v);
 			}
-			rd_set_i(r->y, dt, o, kind == KK_RED_MEAN ? a / r->group : a);
+			kk_dt_set_i64(r->y, dt, o, kind == KK_RED_MEAN ? a / r->group : a);
 		}
 	}
 }
@@ -510,14 +365,14 @@ static rd_red rd_red_args(const int64_t *ip, void *const *t)
 static void rd_red_trivial(const rd_red *r, int mode)
 {
 	if (mode == KK_RED_MODE_COPY) {
-		memcpy(r->y, r->x, (size_t)(r->nout * rd_size(r->dt)));
+		memcpy(r->y, r->x, (size_t)(r->nout * kk_dt_size(r->dt)));
 		return;
 	}
 	for (int64_t o = 0; o < r->nout; o++) {
-		if (rd_is_float(r->dt))
-			rd_set(r->y, r->dt, o, r->kind == KK_RED_MEAN ? (double)KK_NAN : rd_ident(r->kind));
+		if (kk_dt_is_float(r->dt))
+			kk_dt_set_f64(r->y, r->dt, o, r->kind == KK_RED_MEAN ? (double)KK_NAN : rd_ident(r->kind));
 		else
-			rd_set_i(r->y, r->dt, o, r->kind == KK_RED_MAX ? rd_int_lowest(r->dt)
+			kk_dt_set_i64(r->y, r->dt, o, r->kind == KK_RED_MAX ? rd_int_lowest(r->dt)
 			                         : r->kind == KK_RED_MIN ? rd_int_highest(r->dt) : 0);
 	}
 }
@@ -664,18 +519,18 @@ static void rd_smx_any(const void *arg, int64_t i0, int64_t i1)
 		int64_t base = it / in * n * in + it % in;
 		double mx = -(double)KK_INFINITY, sum = 0.0;
 		for (int64_t j = 0; j < n; j++) {
-			double v = rd_get(s->x, s->dt, base + j * in);
+			double v = kk_dt_get_f64(s->x, s->dt, base + j * in);
 			if (v > mx || v != v)
 				mx = v;
 		}
 		if (mx == -(double)KK_INFINITY)
 			mx = 0.0;
 		for (int64_t j = 0; j < n; j++)
-			sum += exp(rd_get(s->x, s->dt, base + j * in) - mx);
+			sum += exp(kk_dt_get_f64(s->x, s->dt, base + j * in) - mx);
 		double lsum = log(sum);
 		for (int64_t j = 0; j < n; j++) {
-			double v = rd_get(s->x, s->dt, base + j * in) - mx;
-			rd_set(s->y, s->dt, base + j * in, s->log ? v - lsum : exp(v) / sum);
+			double v = kk_dt_get_f64(s->x, s->dt, base + j * in) - mx;
+			kk_dt_set_f64(s->y, s->dt, base + j * in, s->log ? v - lsum : exp(v) / sum);
 		}
 	}
 }
@@ -740,9 +595,9 @@ static void rd_expand(void *dst, const void *src, int64_t esize, int rank, const
 static void rd_ln_stats(const rd_ln *l, int64_t r, double mean, double inv)
 {
 	if (l->mean)
-		rd_set(l->mean, l->stash_dt, r, mean);
+		kk_dt_set_f64(l->mean, l->stash_dt, r, mean);
 	if (l->inv)
-		rd_set(l->inv, l->stash_dt, r, inv);
+		kk_dt_set_f64(l->inv, l->stash_dt, r, inv);
 }
 
 static void rd_ln_f32(const void *arg, int64_t r0, int64_t r1)
@@ -807,19 +662,19 @@ static void rd_ln_any(const void *arg, int64_t r0, int64_t r1)
 		int64_t base = r * n;
 		double mean = 0.0, var = 0.0;
 		for (int64_t j = 0; j < n; j++)
-			mean += rd_get(l->x, dt, base + j);
+			mean += kk_dt_get_f64(l->x, dt, base + j);
 		mean /= (double)n;
 		for (int64_t j = 0; j < n; j++) {
-			double d = rd_get(l->x, dt, base + j) - mean;
+			double d = kk_dt_get_f64(l->x, dt, base + j) - mean;
 			var += d * d;
 		}
 		var /= (double)n;
 		double inv = 1.0 / sqrt(var + l->eps);
 		for (int64_t j = 0; j < n; j++) {
-			double v = (rd_get(l->x, dt, base + j) - mean) * inv * rd_get(l->scale, dt, j);
+			double v = (kk_dt_get_f64(l->x, dt, base + j) - mean) * inv * kk_dt_get_f64(l->scale, dt, j);
 			if (l->bias)
-				v += rd_get(l->bias, dt, j);
-			rd_set(l->y, dt, base + j, v);
+				v += kk_dt_get_f64(l->bias, dt, j);
+			kk_dt_set_f64(l->y, dt, base + j, v);
 		}
 		rd_ln_stats(l, r, mean, inv);
 	}
@@ -836,7 +691,7 @@ static rd_ln rd_ln_args(const int64_t *ip, const double *fp, void *const *t)
 	};
 	int rank = (int)ip[KK_LN_NORM_RANK];
 	const int64_t *dims = ip + KK_LN_DIMS;
-	int64_t es = rd_size(l.dt);
+	int64_t es = kk_dt_size(l.dt);
 	char *scratch = t[n_in + n_out];
 	if (!ip[KK_LN_SCALE_DENSE]) {
 		rd_expand(scratch, l.scale, es, rank, dims, dims + rank);
@@ -875,7 +730,8 @@ typedef struct rd_bn {
 
 static inline double rd_bn_mul(const rd_bn *b, int64_t ch)
 {
-	return rd_get(b->p[0], b->pdt[0], ch) / sqrt(rd_get(b->p[3], b->pdt[3], ch) + b->eps);
+	double var = kk_dt_get_f64(b->p[3], b->pdt[3], ch);
+	return kk_dt_get_f64(b->p[0], b->pdt[0], ch) / sqrt(var + b->eps);
 }
 
 /* One (batch, channel) plane of INNER elements per row. */
@@ -902,10 +758,10 @@ static void rd_bn_any(const void *arg, int64_t r0, int64_t r1)
 	const rd_bn *b = arg;
 	for (int64_t r = r0; r < r1; r++) {
 		int64_t ch = r % b->c;
-		double mul = rd_bn_mul(b, ch), mean = rd_get(b->p[2], b->pdt[2], ch);
-		double bias = rd_get(b->p[1], b->pdt[1], ch);
+		double mul = rd_bn_mul(b, ch), mean = kk_dt_get_f64(b->p[2], b->pdt[2], ch);
+		double bias = kk_dt_get_f64(b->p[1], b->pdt[1], ch);
 		for (int64_t j = r * b->inner; j < (r + 1) * b->inner; j++)
-			rd_set(b->y, b->dt, j, (rd_get(b->x, b->dt, j) - mean) * mul + bias);
+			kk_dt_set_f64(b->y, b->dt, j, (kk_dt_get_f64(b->x, b->dt, j) - mean) * mul + bias);
 	}
 }
 
@@ -925,9 +781,9 @@ KK_KERNEL(kk_batch_norm_f32)
 	rd_bn b = rd_bn_args(ip, fp, t);
 	float *tab = t[6];
 	for (int64_t ch = 0; ch < b.c; ch++) {
-		tab[ch] = (float)rd_get(b.p[2], b.pdt[2], ch);
+		tab[ch] = (float)kk_dt_get_f64(b.p[2], b.pdt[2], ch);
 		tab[b.c + ch] = (float)rd_bn_mul(&b, ch);
-		tab[2 * b.c + ch] = (float)rd_get(b.p[1], b.pdt[1], ch);
+		tab[2 * b.c + ch] = (float)kk_dt_get_f64(b.p[1], b.pdt[1], ch);
 	}
 	b.tab = tab;
 	int64_t rows = ip[KK_BN_N] * b.c;
@@ -975,7 +831,7 @@ static double rd_pool_one(const rd_pool *q, int64_t pl, const int64_t *o, int64_
 					continue;
 				}
 				int64_t a = (p0 * q->in[1] + p1) * q->in[2] + p2;
-				double v = rd_get(q->x, q->dt, base + a);
+				double v = kk_dt_get_f64(q->x, q->dt, base + a);
 				count++;
 				sum += v;
 				if (!any || v > best || (v != v && best == best)) {
@@ -1001,7 +857,7 @@ static void rd_pool_any(const void *arg, int64_t r0, int64_t r1)
 		int64_t pl = r / (q->out[0] * q->out[1]);
 		for (o[2] = 0; o[2] < q->out[2]; o[2]++) {
 			int64_t at, j = pl * q->os + (o[0] * q->out[1] + o[1]) * q->out[2] + o[2];
-			rd_set(q->y, q->dt, j, rd_pool_one(q, pl, o, &at));
+			kk_dt_set_f64(q->y, q->dt, j, rd_pool_one(q, pl, o, &at));
 			if (q->idx)
 				q->idx[j] = pl * q->is + at;
 		}
@@ -1040,8 +896,8 @@ static int64_t rd_pool_taps(const rd_pool *q, int a, int64_t o, int64_t *kb, int
 	return q->incl ? pad : e - b;
 }
 
-/* One f32 output of the row starting at xr (the input plane) at o[2], the
- * outer two tap ranges given; float arithmetic, for the border outputs. */
+/* One f32 output at o of the input plane xp, the window's tap ranges along
+ * the outer two dims given; float arithmetic, for the border outputs. */
 static float rd_pool_border(const rd_pool *q, const float *xp, const int64_t *o,
                             const int64_t *kb, const int64_t *ke, int64_t cnt01)
 {
