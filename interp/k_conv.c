@@ -12,55 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct geo {
-	int64_t n, c, m, group, cg, mg; /* batch, in/out channels, per group */
-	int64_t in[3], out[3], k[3], s[3], dl[3], pb[3];
-	int64_t is, os, ks; /* input / output / kernel spatial element counts */
-} geo;
+typedef kiln_conv_geom geo;
 
+/* The shared geometry plus what the interpreter adds: BLAS takes int
+ * dimensions. */
 static kiln_status geo_resolve(const kiln_node *n, const kiln_tensor *in, const kiln_tensor *out,
                                bool transpose, geo *g, kiln_diag *d)
 {
-	kiln_window w;
-	KILN_TRY(kiln_window_resolve(n, &w, d));
-	KILN_ENSURE(d, w.nspatial >= 1 && w.nspatial <= 3, KILN_ERR_UNSUPPORTED, n,
-	            "%d spatial dims (1 to 3 supported)", w.nspatial);
-	const kiln_type *xt = &in[0].type, *wt = &in[1].type, *yt = &out[0].type;
-	g->n = xt->dims[0];
-	g->c = xt->dims[1];
-	g->m = yt->dims[1];
-	g->group = w.group;
-	KILN_ENSURE(d, g->group >= 1 && g->c % g->group == 0 && g->m % g->group == 0,
-	            KILN_ERR_SHAPE, n, "group %lld does not divide %lld input and %lld output channels",
-	            (long long)g->group, (long long)g->c, (long long)g->m);
-	g->cg = g->c / g->group;
-	g->mg = g->m / g->group;
-	int off = 3 - w.nspatial;
-	for (int i = 0; i < 3; i++) {
-		bool real = i >= off;
-		g->in[i] = real ? w.in[i - off] : 1;
-		g->out[i] = real ? w.out[i - off] : 1;
-		g->k[i] = real ? w.kernel[i - off] : 1;
-		g->s[i] = real ? w.stride[i - off] : 1;
-		g->dl[i] = real ? w.dilation[i - off] : 1;
-		g->pb[i] = real ? w.pad_begin[i - off] : 0;
-	}
-	g->is = g->in[0] * g->in[1] * g->in[2];
-	g->os = g->out[0] * g->out[1] * g->out[2];
-	g->ks = g->k[0] * g->k[1] * g->k[2];
-	int64_t wc = transpose ? g->c * g->mg : g->m * g->cg;
-	KILN_ENSURE(d, kiln_type_numel(wt) == wc * g->ks && kiln_type_numel(xt) == g->n * g->c * g->is &&
-	                   kiln_type_numel(yt) == g->n * g->m * g->os,
-	            KILN_ERR_SHAPE, n, "input, weight and output shapes disagree with the window");
-	/* BLAS takes int dimensions. */
+	KILN_TRY(kiln_conv_geom_resolve(n, &in[0].type, &in[1].type, &out[0].type,
+	                                in[2].data ? kiln_tensor_numel(&in[2]) : -1, transpose, g, d));
 	int64_t big = g->os > g->is ? g->os : g->is;
 	big = big > g->cg * g->ks ? big : g->cg * g->ks;
 	big = big > g->mg * g->ks ? big : g->mg * g->ks;
 	KILN_ENSURE(d, big <= INT_MAX, KILN_ERR_UNSUPPORTED, n, "a matrix dimension exceeds %d", INT_MAX);
-	if (in[2].data)
-		KILN_ENSURE(d, kiln_tensor_numel(&in[2]) == g->m, KILN_ERR_SHAPE, n,
-		            "bias has %lld elements, expected %lld",
-		            (long long)kiln_tensor_numel(&in[2]), (long long)g->m);
 	return KILN_OK;
 }
 

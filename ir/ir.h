@@ -295,6 +295,23 @@ typedef struct kiln_window {
 
 kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d);
 
+/* Conv / ConvTranspose geometry with the spatial dims right-aligned into
+ * three (a missing leading dim has size 1, stride 1, no padding), so one
+ * loop nest serves 1-D to 3-D: what the interpreter and the CPU kernels
+ * iterate over. */
+typedef struct kiln_conv_geom {
+	int64_t n, c, m, group, cg, mg; /* batch, in/out channels, per group */
+	int64_t in[3], out[3], k[3], s[3], dl[3], pb[3];
+	int64_t is, os, ks; /* input / output / kernel spatial element counts */
+} kiln_conv_geom;
+
+/* Resolves n's window (1 to 3 spatial dims) for input x, weight w and output
+ * y, checking that the groups divide the channels, that the element counts
+ * agree with the window and (bias_numel >= 0) that the bias has m elements. */
+kiln_status kiln_conv_geom_resolve(const kiln_node *n, const kiln_type *x, const kiln_type *w,
+                                   const kiln_type *y, int64_t bias_numel, bool transpose,
+                                   kiln_conv_geom *g, kiln_diag *d);
+
 /* Normalises a possibly negative axis against rank; false if out of range. */
 bool kiln_axis_norm(int64_t axis, int rank, int *out);
 

@@ -457,6 +457,47 @@ kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d
 	return KILN_OK;
 }
 
+kiln_status kiln_conv_geom_resolve(const kiln_node *n, const kiln_type *x, const kiln_type *w,
+                                   const kiln_type *y, int64_t bias_numel, bool transpose,
+                                   kiln_conv_geom *g, kiln_diag *d)
+{
+	kiln_window win;
+	KILN_TRY(kiln_window_resolve(n, &win, d));
+	KILN_ENSURE(d, win.nspatial >= 1 && win.nspatial <= 3, KILN_ERR_UNSUPPORTED, n,
+	            "%d spatial dims (1 to 3 supported)", win.nspatial);
+	g->n = x->dims[0];
+	g->c = x->dims[1];
+	g->m = y->dims[1];
+	g->group = win.group;
+	KILN_ENSURE(d, g->group >= 1 && g->c % g->group == 0 && g->m % g->group == 0,
+	            KILN_ERR_SHAPE, n, "group %lld does not divide %lld input and %lld output channels",
+	            (long long)g->group, (long long)g->c, (long long)g->m);
+	g->cg = g->c / g->group;
+	g->mg = g->m / g->group;
+	int off = 3 - win.nspatial;
+	for (int i = 0; i < 3; i++) {
+		bool real = i >= off;
+		g->in[i] = real ? win.in[i - off] : 1;
+		g->out[i] = real ? win.out[i - off] : 1;
+		g->k[i] = real ? win.kernel[i - off] : 1;
+		g->s[i] = real ? win.stride[i - off] : 1;
+		g->dl[i] = real ? win.dilation[i - off] : 1;
+		g->pb[i] = real ? win.pad_begin[i - off] : 0;
+	}
+	g->is = g->in[0] * g->in[1] * g->in[2];
+	g->os = g->out[0] * g->out[1] * g->out[2];
+	g->ks = g->k[0] * g->k[1] * g->k[2];
+	int64_t wc = transpose ? g->c * g->mg : g->m * g->cg;
+	KILN_ENSURE(d, kiln_type_numel(w) == wc * g->ks && kiln_type_numel(x) == g->n * g->c * g->is &&
+	                   kiln_type_numel(y) == g->n * g->m * g->os,
+	            KILN_ERR_SHAPE, n, "input, weight and output shapes disagree with the window");
+	if (bias_numel >= 0)
+		KILN_ENSURE(d, bias_numel == g->m, KILN_ERR_SHAPE, n,
+		            "bias has %lld elements, expected %lld", (long long)bias_numel,
+		            (long long)g->m);
+	return KILN_OK;
+}
+
 /* ---- shape rules ------------------------------------------------------ */
 
 static kiln_status kiln_shape_conv(kiln_node *n, kiln_diag *d)

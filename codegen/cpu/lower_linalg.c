@@ -298,38 +298,14 @@ static kiln_status lower_matmul(const kiln_node *n, const kiln_cpu_target *t, ki
 
 /* ---- Conv / ConvTranspose -------------------------------------------------- */
 
-typedef struct la_conv {
-	int64_t n, c, m, group, cg, mg, ks, is, os;
-	int64_t in[3], out[3], k[3], s[3], dl[3], pb[3];
-} la_conv;
-
-static kiln_status conv_geometry(const kiln_node *n, bool transpose, la_conv *g, kiln_kcall *c,
+static kiln_status conv_geometry(const kiln_node *n, bool transpose, kiln_conv_geom *g, kiln_kcall *c,
                                  kiln_diag *d)
 {
-	kiln_window w;
-	KILN_TRY(kiln_window_resolve(n, &w, d));
-	KILN_ENSURE(d, w.nspatial >= 1 && w.nspatial <= 3, KILN_ERR_UNSUPPORTED, n,
-	            "%d spatial dims (1 to 3 supported)", w.nspatial);
-	const kiln_type *xt = &n->inputs[0]->type, *wt = &n->inputs[1]->type;
-	const kiln_type *yt = &n->outputs[0]->type;
-	g->n = xt->dims[0];
-	g->c = xt->dims[1];
-	g->m = yt->dims[1];
-	g->group = w.group;
-	KILN_ENSURE(d, g->group >= 1 && g->c % g->group == 0 && g->m % g->group == 0,
-	            KILN_ERR_SHAPE, n, "group %lld does not divide %lld input and %lld output channels",
-	            (long long)g->group, (long long)g->c, (long long)g->m);
-	g->cg = g->c / g->group;
-	g->mg = g->m / g->group;
-	int off = 3 - w.nspatial;
+	const kiln_value *bv = kiln_node_in(n, 2);
+	KILN_TRY(kiln_conv_geom_resolve(n, &n->inputs[0]->type, &n->inputs[1]->type,
+	                                &n->outputs[0]->type, bv ? kiln_type_numel(&bv->type) : -1,
+	                                transpose, g, d));
 	for (int i = 0; i < 3; i++) {
-		bool real = i >= off;
-		g->in[i] = real ? w.in[i - off] : 1;
-		g->out[i] = real ? w.out[i - off] : 1;
-		g->k[i] = real ? w.kernel[i - off] : 1;
-		g->s[i] = real ? w.stride[i - off] : 1;
-		g->dl[i] = real ? w.dilation[i - off] : 1;
-		g->pb[i] = real ? w.pad_begin[i - off] : 0;
 		c->ip[KK_LA_IN + i] = g->in[i];
 		c->ip[KK_LA_OUT + i] = g->out[i];
 		c->ip[KK_LA_KER + i] = g->k[i];
@@ -337,18 +313,6 @@ static kiln_status conv_geometry(const kiln_node *n, bool transpose, la_conv *g,
 		c->ip[KK_LA_DIL + i] = g->dl[i];
 		c->ip[KK_LA_PAD + i] = g->pb[i];
 	}
-	g->is = g->in[0] * g->in[1] * g->in[2];
-	g->os = g->out[0] * g->out[1] * g->out[2];
-	g->ks = g->k[0] * g->k[1] * g->k[2];
-	int64_t wc = transpose ? g->c * g->mg : g->m * g->cg;
-	KILN_ENSURE(d, kiln_type_numel(wt) == wc * g->ks && kiln_type_numel(xt) == g->n * g->c * g->is &&
-	                   kiln_type_numel(yt) == g->n * g->m * g->os,
-	            KILN_ERR_SHAPE, n, "input, weight and output shapes disagree with the window");
-	const kiln_value *bv = kiln_node_in(n, 2);
-	if (bv)
-		KILN_ENSURE(d, kiln_type_numel(&bv->type) == g->m, KILN_ERR_SHAPE, n,
-		            "bias has %lld elements, expected %lld",
-		            (long long)kiln_type_numel(&bv->type), (long long)g->m);
 	c->ip[KK_LA_CONV_N] = g->n;
 	c->ip[KK_LA_CONV_C] = g->c;
 	c->ip[KK_LA_CONV_M] = g->m;
@@ -379,7 +343,7 @@ static kiln_status lower_conv(const kiln_node *n, const kiln_cpu_target *t, kiln
 	int dt;
 	KILN_TRY(conv_dtype(n, &dt, d));
 	la_begin(c, dt);
-	la_conv g;
+	kiln_conv_geom g;
 	KILN_TRY(conv_geometry(n, false, &g, c, d));
 	if (dt != KK_LA_DT_F32) {
 		c->fn = "kk_conv_any";
@@ -433,7 +397,7 @@ static kiln_status lower_conv_transpose(const kiln_node *n, const kiln_cpu_targe
 	int dt;
 	KILN_TRY(conv_dtype(n, &dt, d));
 	la_begin(c, dt);
-	la_conv g;
+	kiln_conv_geom g;
 	KILN_TRY(conv_geometry(n, true, &g, c, d));
 	if (dt != KK_LA_DT_F32) {
 		c->fn = "kk_conv_transpose_any";

@@ -29,6 +29,22 @@ kk_fn kh_kernel(const char *name)
 	return NULL;
 }
 
+kiln_type kh_type(kiln_dtype dt, int rank, const int64_t *dims)
+{
+	kiln_type t = {.dtype = dt, .rank = rank};
+	for (int i = 0; i < rank; i++)
+		t.dims[i] = dims[i];
+	return t;
+}
+
+kiln_value *kh_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
+{
+	kiln_type t = kh_type(dt, rank, dims);
+	kiln_value *v = kiln_graph_add_input(g, NULL, &t);
+	assert_non_null(v);
+	return v;
+}
+
 kh_opts kh_defaults(void)
 {
 	return (kh_opts){.rtol = 1e-5, .atol = 1e-6, .threads = 3, .seed = 1, .lo = -2, .hi = 2};

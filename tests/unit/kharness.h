@@ -32,6 +32,16 @@ void kh_check(const kiln_graph *g, const kh_opts *o);
  * instead of failing (for tests that expect a lowering error). */
 kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_size);
 
+/* Building test graphs: DIMS(2, 3) is a dims array, NDIMS its length,
+ * SHAPE(2, 3) both (rank, dims) for functions that take them. */
+#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIMS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
+#define SHAPE(...) NDIMS(__VA_ARGS__), DIMS(__VA_ARGS__)
+
+kiln_type kh_type(kiln_dtype dt, int rank, const int64_t *dims);
+/* A new graph input of that type (fails the test on OOM). */
+kiln_value *kh_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+
 /* The native kernel with this name, or NULL. */
 kk_fn kh_kernel(const char *name);
 

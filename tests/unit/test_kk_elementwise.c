@@ -25,34 +25,16 @@
 #include "kharness.h"
 #include "kk_math.h"
 
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIMS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
 static const kiln_dtype all_dtypes[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16,
                                         KILN_DT_F64, KILN_DT_I64, KILN_DT_I32,
                                         KILN_DT_I8,  KILN_DT_U8,  KILN_DT_BOOL};
 #define N_DTYPES 9
 
-static kiln_type ty(kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = {.dtype = dt, .rank = rank};
-	for (int i = 0; i < rank; i++)
-		t.dims[i] = dims[i];
-	return t;
-}
-
-static kiln_value *in(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = ty(dt, rank, dims);
-	kiln_value *v = kiln_graph_add_input(g, NULL, &t);
-	assert_non_null(v);
-	return v;
-}
-
 /* A constant of dtype dt holding vals (converted like the interpreter). */
 static kiln_value *cnst(kiln_graph *g, kiln_dtype dt, const double *vals, int64_t count)
 {
-	kiln_type t = ty(dt, 1, (int64_t[]){count});
+	kiln_type t = kh_type(dt, 1, (int64_t[]){count});
 	kiln_tensor tmp = {.type = t, .data = calloc((size_t)count, 8)};
 	assert_non_null(tmp.data);
 	for (int64_t i = 0; i < count; i++)
@@ -65,7 +47,7 @@ static kiln_value *cnst(kiln_graph *g, kiln_dtype dt, const double *vals, int64_
 
 static kiln_value *scalar_const(kiln_graph *g, kiln_dtype dt, double v)
 {
-	kiln_type t = ty(dt, 0, NULL);
+	kiln_type t = kh_type(dt, 0, NULL);
 	kiln_tensor tmp = {.type = t, .data = calloc(1, 8)};
 	assert_non_null(tmp.data);
 	kiln_tensor_set_f64(&tmp, 0, v);
@@ -147,7 +129,7 @@ static void test_unary_f32(void **state)
 			for (int threads = 1; threads <= 3; threads += 2)
 				for (int variant = 0; variant < 2; variant++) {
 					kiln_graph *g = kiln_graph_create("t", NULL);
-					kiln_value *x = in(g, KILN_DT_F32, 1, &sizes[s]);
+					kiln_value *x = kh_input(g, KILN_DT_F32, 1, &sizes[s]);
 					kiln_node *n = node(g, unary_ops[o], &x, 1);
 					set_unary_attrs(g, n, variant);
 					if (!finish(g, n))
@@ -167,7 +149,7 @@ static void test_unary_dtypes(void **state)
 		for (int k = 0; k < N_DTYPES; k++)
 			for (int variant = 0; variant < 2; variant++) {
 				kiln_graph *g = kiln_graph_create("t", NULL);
-				kiln_value *x = in(g, all_dtypes[k], 2, DIMS(3, 11));
+				kiln_value *x = kh_input(g, all_dtypes[k], 2, DIMS(3, 11));
 				kiln_node *n = node(g, unary_ops[o], &x, 1);
 				set_unary_attrs(g, n, variant);
 				if (!finish(g, n))
@@ -214,7 +196,7 @@ static void test_unary_large(void **state)
 		for (int k = 0; k < 3; k++)
 			for (int threads = 1; threads <= 3; threads += 2) {
 				kiln_graph *g = kiln_graph_create("t", NULL);
-				kiln_value *x = in(g, dts[k], 2, DIMS(3, 33339));
+				kiln_value *x = kh_input(g, dts[k], 2, DIMS(3, 33339));
 				kiln_node *n = node(g, ops[o], &x, 1);
 				if (finish(g, n))
 					check(g, threads, -5, 5);
@@ -232,11 +214,11 @@ static void test_clip(void **state)
 				for (int s = 0; s < N_SIZES; s += 2) {
 					kiln_dtype dt = all_dtypes[k];
 					kiln_graph *g = kiln_graph_create("t", NULL);
-					kiln_value *ins[3] = {in(g, dt, 1, &sizes[s]), NULL, NULL};
+					kiln_value *ins[3] = {kh_input(g, dt, 1, &sizes[s]), NULL, NULL};
 					ins[1] = bmin == 1 ? scalar_const(g, dt, -1.5)
-					         : bmin == 2 ? in(g, dt, 0, NULL) : NULL;
+					         : bmin == 2 ? kh_input(g, dt, 0, NULL) : NULL;
 					ins[2] = bmax == 1 ? cnst(g, dt, (double[]){2.25}, 1)
-					         : bmax == 2 ? in(g, dt, 1, DIMS(1)) : NULL;
+					         : bmax == 2 ? kh_input(g, dt, 1, DIMS(1)) : NULL;
 					int n_in = bmax ? 3 : bmin ? 2 : 1;
 					kiln_node *n = node(g, KILN_OP_CLIP, ins, n_in);
 					if (!finish(g, n))
@@ -285,7 +267,7 @@ static bool build_binary(kiln_op op, kiln_dtype da, kiln_dtype db, const shape_p
                          kiln_graph **out)
 {
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *ins[2] = {in(g, da, p->ra, p->a), in(g, db, p->rb, p->b)};
+	kiln_value *ins[2] = {kh_input(g, da, p->ra, p->a), kh_input(g, db, p->rb, p->b)};
 	kiln_node *n = node(g, op, ins, 2);
 	if (!finish(g, n))
 		return false;
@@ -398,7 +380,7 @@ static void test_variadic(void **state)
 					kiln_value *ins[4];
 					for (int i = 0; i < count; i++) {
 						int s = (first + i) % 4;
-						ins[i] = in(g, all_dtypes[k], ranks[s], shapes[s]);
+						ins[i] = kh_input(g, all_dtypes[k], ranks[s], shapes[s]);
 					}
 					kiln_node *n = node(g, op ? KILN_OP_MAX : KILN_OP_MIN, ins, count);
 					if (!finish(g, n))
@@ -410,7 +392,7 @@ static void test_variadic(void **state)
 	/* NaN in any operand gives NaN */
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *ins[3] = {cnst(g, KILN_DT_F32, (double[]){1, NAN, 3, -0.0}, 4),
-	                      in(g, KILN_DT_F32, 2, DIMS(3, 4)),
+	                      kh_input(g, KILN_DT_F32, 2, DIMS(3, 4)),
 	                      cnst(g, KILN_DT_F32, (double[]){NAN, 0, 5, 0}, 4)};
 	kiln_node *n = node(g, KILN_OP_MAX, ins, 3);
 	assert_true(finish(g, n));
@@ -437,9 +419,9 @@ static void test_where(void **state)
 		for (int c = 0; c < 5; c++)
 			for (int threads = 1; threads <= 3; threads += 2) {
 				kiln_graph *g = kiln_graph_create("t", NULL);
-				kiln_value *ins[3] = {in(g, KILN_DT_BOOL, cases[c].rc, cases[c].c),
-				                      in(g, all_dtypes[k], cases[c].rx, cases[c].x),
-				                      in(g, all_dtypes[k], cases[c].ry, cases[c].y)};
+				kiln_value *ins[3] = {kh_input(g, KILN_DT_BOOL, cases[c].rc, cases[c].c),
+				                      kh_input(g, all_dtypes[k], cases[c].rx, cases[c].x),
+				                      kh_input(g, all_dtypes[k], cases[c].ry, cases[c].y)};
 				kiln_node *n = node(g, KILN_OP_WHERE, ins, 3);
 				assert_true(finish(g, n));
 				check(g, threads, -9, 9);
@@ -455,7 +437,7 @@ static void test_cast_matrix(void **state)
 		for (int b = 0; b < N_DTYPES; b++)
 			for (int s = 0; s < N_SIZES; s++) {
 				kiln_graph *g = kiln_graph_create("t", NULL);
-				kiln_value *x = in(g, all_dtypes[a], 1, &sizes[s]);
+				kiln_value *x = kh_input(g, all_dtypes[a], 1, &sizes[s]);
 				kiln_node *n = node(g, KILN_OP_CAST, &x, 1);
 				kiln_node_set_int(g, n, "to", kiln_dtype_to_onnx(all_dtypes[b]));
 				assert_true(finish(g, n));
@@ -485,7 +467,7 @@ static void test_cast_special_values(void **state)
 		}
 	/* large: the parallel path */
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *x = in(g, KILN_DT_F32, 1, DIMS(70001));
+	kiln_value *x = kh_input(g, KILN_DT_F32, 1, DIMS(70001));
 	kiln_node *n = node(g, KILN_OP_CAST, &x, 1);
 	kiln_node_set_int(g, n, "to", kiln_dtype_to_onnx(KILN_DT_F16));
 	assert_true(finish(g, n));
@@ -498,7 +480,7 @@ static void test_lowering_errors(void **state)
 {
 	(void)state;
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *x = in(g, KILN_DT_F32, 1, DIMS(4));
+	kiln_value *x = kh_input(g, KILN_DT_F32, 1, DIMS(4));
 	kiln_node *n = node(g, KILN_OP_GELU, &x, 1);
 	assert_true(finish(g, n));
 	kiln_node_set_string(g, n, "approximate", "fast"); /* after inference checked it */
@@ -511,10 +493,10 @@ static void test_lowering_errors(void **state)
 
 	/* a Clip bound that is not a scalar (built past the shape rule) */
 	g = kiln_graph_create("t", NULL);
-	kiln_value *ins[2] = {in(g, KILN_DT_F32, 1, DIMS(4)), in(g, KILN_DT_F32, 0, NULL)};
+	kiln_value *ins[2] = {kh_input(g, KILN_DT_F32, 1, DIMS(4)), kh_input(g, KILN_DT_F32, 0, NULL)};
 	n = node(g, KILN_OP_CLIP, ins, 2);
 	assert_true(finish(g, n));
-	kiln_type two = ty(KILN_DT_F32, 1, DIMS(2));
+	kiln_type two = kh_type(KILN_DT_F32, 1, DIMS(2));
 	ins[1]->type = two;
 	assert_int_equal(kh_run(g, &o, msg, sizeof msg), KILN_ERR_SHAPE);
 	assert_string_equal(msg, "kharness: node 'node_0' (Clip): min (f32[2]) must be a scalar");

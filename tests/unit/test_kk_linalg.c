@@ -21,17 +21,6 @@
 #include "interp.h"
 #include "kharness.h"
 
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIMS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
-#define SHAPE(...) NDIMS(__VA_ARGS__), DIMS(__VA_ARGS__)
-
-static kiln_type ty(kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = {.dtype = dt, .rank = rank};
-	for (int i = 0; i < rank; i++)
-		t.dims[i] = dims[i];
-	return t;
-}
 
 static kiln_graph *new_graph(void)
 {
@@ -40,18 +29,10 @@ static kiln_graph *new_graph(void)
 	return g;
 }
 
-static kiln_value *input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = ty(dt, rank, dims);
-	kiln_value *v = kiln_graph_add_input(g, NULL, &t);
-	assert_non_null(v);
-	return v;
-}
-
 /* A constant with pseudo-random elements in [-2, 2] (integers: -2..2). */
 static kiln_value *const_rand(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
 {
-	kiln_type t = ty(dt, rank, dims);
+	kiln_type t = kh_type(dt, rank, dims);
 	kiln_value *v = kiln_graph_add_const(g, NULL, &t, NULL);
 	assert_non_null(v);
 	kiln_tensor tt = {.type = t, .data = v->data};
@@ -71,7 +52,7 @@ static kiln_value *const_rand(kiln_graph *g, kiln_dtype dt, int rank, const int6
 static kiln_value *operand(kiln_graph *g, bool konst, kiln_dtype dt, int rank,
                            const int64_t *dims)
 {
-	return konst ? const_rand(g, dt, rank, dims) : input(g, dt, rank, dims);
+	return konst ? const_rand(g, dt, rank, dims) : kh_input(g, dt, rank, dims);
 }
 
 static kiln_node *add(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in)
@@ -132,13 +113,13 @@ static void gemm_case(kiln_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, b
 	in[1] = tb ? operand(g, const_b, dt, SHAPE(n, k)) : operand(g, const_b, dt, SHAPE(k, n));
 	int n_in = 2;
 	if (c_rank == 0)
-		in[n_in++] = input(g, dt, 0, NULL);
+		in[n_in++] = kh_input(g, dt, 0, NULL);
 	else if (c_rank == 1)
 		in[n_in++] = const_rand(g, dt, SHAPE(n));
 	else if (c_rank == 2)
-		in[n_in++] = input(g, dt, SHAPE(m, n));
+		in[n_in++] = kh_input(g, dt, SHAPE(m, n));
 	else if (c_rank == 3)
-		in[n_in++] = input(g, dt, SHAPE(m, 1));
+		in[n_in++] = kh_input(g, dt, SHAPE(m, 1));
 	kiln_node *nd = add(g, KILN_OP_GEMM, in, n_in);
 	if (ta)
 		kiln_node_set_int(g, nd, "transA", 1);
@@ -267,7 +248,7 @@ static void conv_case(kiln_op op, kiln_dtype dt, const conv_spec *s)
 		xd[2 + i] = s->in[i];
 		wd[2 + i] = s->k[i];
 	}
-	kiln_value *in[3] = {input(g, dt, 2 + s->ns, xd), operand(g, s->const_w, dt, 2 + s->ns, wd)};
+	kiln_value *in[3] = {kh_input(g, dt, 2 + s->ns, xd), operand(g, s->const_w, dt, 2 + s->ns, wd)};
 	int n_in = 2;
 	if (s->bias)
 		in[n_in++] = const_rand(g, dt, SHAPE(s->m));
@@ -477,7 +458,7 @@ static void test_lowering_errors(void **state)
 	(void)state;
 	/* Four spatial dims: the interpreter has no kernel either. */
 	kiln_graph *g = new_graph();
-	kiln_value *in[2] = {input(g, KILN_DT_F32, SHAPE(1, 1, 2, 2, 2, 2)),
+	kiln_value *in[2] = {kh_input(g, KILN_DT_F32, SHAPE(1, 1, 2, 2, 2, 2)),
 	                     const_rand(g, KILN_DT_F32, SHAPE(1, 1, 1, 1, 1, 1))};
 	kiln_node *n = add(g, KILN_OP_CONV, in, 2);
 	kiln_diag d;

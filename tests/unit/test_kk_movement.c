@@ -23,8 +23,6 @@
 #include "interp.h"
 #include "kharness.h"
 
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIMS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
 static const kiln_dtype all_dtypes[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16,
                                         KILN_DT_F64, KILN_DT_I64, KILN_DT_I32,
@@ -33,27 +31,11 @@ static const kiln_dtype all_dtypes[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16,
 /* One dtype per element size. */
 static const kiln_dtype size_dtypes[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_I64, KILN_DT_U8};
 
-static kiln_type ty(kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = {.dtype = dt, .rank = rank};
-	for (int i = 0; i < rank; i++)
-		t.dims[i] = dims[i];
-	return t;
-}
-
-static kiln_value *in(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = ty(dt, rank, dims);
-	kiln_value *v = kiln_graph_add_input(g, NULL, &t);
-	assert_non_null(v);
-	return v;
-}
-
 /* A constant of dtype dt and shape dims holding vals. */
 static kiln_value *cnst_shaped(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
                                const double *vals)
 {
-	kiln_type t = ty(dt, rank, dims);
+	kiln_type t = kh_type(dt, rank, dims);
 	int64_t count = kiln_type_numel(&t);
 	kiln_tensor tmp = {.type = t, .data = calloc((size_t)(count ? count : 1), 8)};
 	assert_non_null(tmp.data);
@@ -164,14 +146,14 @@ static void test_copies(void **state)
 		kiln_dtype dt = all_dtypes[k];
 		snprintf(what, sizeof what, "Reshape %s", kiln_dtype_name(dt));
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *ins[2] = {in(g, dt, 3, DIMS(3, 5, 7)), INTS(g, 7, -1)};
+		kiln_value *ins[2] = {kh_input(g, dt, 3, DIMS(3, 5, 7)), INTS(g, 7, -1)};
 		kiln_node *n = node(g, KILN_OP_RESHAPE, ins, 2);
 		finish(g, n, what);
 		check(g, what);
 
 		snprintf(what, sizeof what, "Identity %s", kiln_dtype_name(dt));
 		g = kiln_graph_create("t", NULL);
-		kiln_value *x = in(g, dt, 2, DIMS(17, 33));
+		kiln_value *x = kh_input(g, dt, 2, DIMS(17, 33));
 		n = node(g, KILN_OP_IDENTITY, &x, 1);
 		finish(g, n, what);
 		check(g, what);
@@ -179,30 +161,30 @@ static void test_copies(void **state)
 	static const int64_t axes[] = {0, 1, 2, -1, 3};
 	for (int a = 0; a < 5; a++) {
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *x = in(g, KILN_DT_F16, 3, DIMS(2, 3, 5));
+		kiln_value *x = kh_input(g, KILN_DT_F16, 3, DIMS(2, 3, 5));
 		kiln_node *n = node(g, KILN_OP_FLATTEN, &x, 1);
 		kiln_node_set_int(g, n, "axis", axes[a]);
 		finish(g, n, "Flatten");
 		check(g, "Flatten");
 	}
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *sq[2] = {in(g, KILN_DT_I8, 4, DIMS(1, 3, 1, 5)), INTS(g, -2, 0)};
+	kiln_value *sq[2] = {kh_input(g, KILN_DT_I8, 4, DIMS(1, 3, 1, 5)), INTS(g, -2, 0)};
 	kiln_node *n = node(g, KILN_OP_SQUEEZE, sq, 2);
 	finish(g, n, "Squeeze");
 	check(g, "Squeeze");
 	g = kiln_graph_create("t", NULL);
-	kiln_value *x = in(g, KILN_DT_F64, 2, DIMS(3, 5));
+	kiln_value *x = kh_input(g, KILN_DT_F64, 2, DIMS(3, 5));
 	n = node(g, KILN_OP_SQUEEZE, &x, 1);
 	finish(g, n, "Squeeze none");
 	check(g, "Squeeze none");
 	g = kiln_graph_create("t", NULL);
-	kiln_value *un[2] = {in(g, KILN_DT_BOOL, 2, DIMS(3, 5)), INTS(g, 0, -1)};
+	kiln_value *un[2] = {kh_input(g, KILN_DT_BOOL, 2, DIMS(3, 5)), INTS(g, 0, -1)};
 	n = node(g, KILN_OP_UNSQUEEZE, un, 2);
 	finish(g, n, "Unsqueeze");
 	check(g, "Unsqueeze");
 	/* large enough to be split across threads */
 	g = kiln_graph_create("t", NULL);
-	kiln_value *big[2] = {in(g, KILN_DT_F32, 2, DIMS(100, 1001)), INTS(g, -1)};
+	kiln_value *big[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(100, 1001)), INTS(g, -1)};
 	n = node(g, KILN_OP_RESHAPE, big, 2);
 	finish(g, n, "Reshape large");
 	check(g, "Reshape large");
@@ -217,7 +199,7 @@ static void test_dropout(void **state)
 	for (int k = 0; k < 4; k++)
 		for (int variant = 0; variant < 3; variant++) {
 			kiln_graph *g = kiln_graph_create("t", NULL);
-			kiln_value *ins[3] = {in(g, dts[k], 2, DIMS(3, 17)), scalar(g, KILN_DT_F32, 0.25),
+			kiln_value *ins[3] = {kh_input(g, dts[k], 2, DIMS(3, 17)), scalar(g, KILN_DT_F32, 0.25),
 			                      scalar(g, KILN_DT_BOOL, 0)};
 			/* variant 0: data only, one output; 1: mask too; 2: ratio, training off */
 			kiln_node *n = node_n(g, KILN_OP_DROPOUT, ins, variant == 2 ? 3 : 1,
@@ -227,14 +209,14 @@ static void test_dropout(void **state)
 		}
 	/* training with ratio 0 is deterministic */
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *ins[3] = {in(g, KILN_DT_F32, 1, DIMS(100)), scalar(g, KILN_DT_F32, 0),
+	kiln_value *ins[3] = {kh_input(g, KILN_DT_F32, 1, DIMS(100)), scalar(g, KILN_DT_F32, 0),
 	                      scalar(g, KILN_DT_BOOL, 1)};
 	kiln_node *n = node_n(g, KILN_OP_DROPOUT, ins, 3, 2);
 	finish(g, n, "Dropout ratio 0");
 	check(g, "Dropout ratio 0");
 
 	g = kiln_graph_create("t", NULL);
-	kiln_value *ins2[3] = {in(g, KILN_DT_F32, 1, DIMS(10)), scalar(g, KILN_DT_F32, 0.5),
+	kiln_value *ins2[3] = {kh_input(g, KILN_DT_F32, 1, DIMS(10)), scalar(g, KILN_DT_F32, 0.5),
 	                       scalar(g, KILN_DT_BOOL, 1)};
 	n = node_n(g, KILN_OP_DROPOUT, ins2, 3, 2);
 	finish(g, n, "Dropout training");
@@ -245,8 +227,8 @@ static void test_dropout(void **state)
 	g = kiln_graph_create("t", NULL);
 	const float xs[10] = {1, -2, 3, -4, 5, -6, 7, -8, 9, -10};
 	kiln_type xt = {.dtype = KILN_DT_F32, .rank = 1, .dims = {10}};
-	kiln_value *ins3[3] = {kiln_graph_add_const(g, "x", &xt, xs), in(g, KILN_DT_F32, 0, NULL),
-	                       in(g, KILN_DT_BOOL, 0, NULL)};
+	kiln_value *ins3[3] = {kiln_graph_add_const(g, "x", &xt, xs), kh_input(g, KILN_DT_F32, 0, NULL),
+	                       kh_input(g, KILN_DT_BOOL, 0, NULL)};
 	n = node_n(g, KILN_OP_DROPOUT, ins3, 3, 2);
 	finish(g, n, "Dropout run-time ratio and training_mode");
 	/* ratio and training_mode arrive at run time (the harness draws ratio
@@ -268,7 +250,7 @@ static void transpose_case(kiln_dtype dt, int rank, const int64_t *dims, const i
 	for (int k = 0; perm && k < rank; k++)
 		len += snprintf(what + len, sizeof what - (size_t)len, " %lld", (long long)perm[k]);
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *x = in(g, dt, rank, dims);
+	kiln_value *x = kh_input(g, dt, rank, dims);
 	kiln_node *n = node(g, KILN_OP_TRANSPOSE, &x, 1);
 	if (perm)
 		kiln_node_set_ints(g, n, "perm", perm, rank);
@@ -329,8 +311,8 @@ static void test_concat(void **state)
 			d1[ax] = 1;
 			d2[ax] = 0; /* an empty piece */
 			kiln_graph *g = kiln_graph_create("t", NULL);
-			kiln_value *ins[4] = {in(g, size_dtypes[s], 3, d0), in(g, size_dtypes[s], 3, d1),
-			                      in(g, size_dtypes[s], 3, d2), in(g, size_dtypes[s], 3, d0)};
+			kiln_value *ins[4] = {kh_input(g, size_dtypes[s], 3, d0), kh_input(g, size_dtypes[s], 3, d1),
+			                      kh_input(g, size_dtypes[s], 3, d2), kh_input(g, size_dtypes[s], 3, d0)};
 			kiln_node *n = node(g, KILN_OP_CONCAT, ins, 4);
 			kiln_node_set_int(g, n, "axis", axes[a]);
 			snprintf(what, sizeof what, "Concat %s axis %lld", kiln_dtype_name(size_dtypes[s]),
@@ -341,16 +323,16 @@ static void test_concat(void **state)
 	for (int a = 0; a < 2; a++) {
 		/* large: a CNN channel concat, and rows of pieces longer than a chunk */
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *ins[3] = {in(g, KILN_DT_F32, 4, a ? DIMS(2, 13, 33, 33) : DIMS(1, 64, 15, 15)),
-		                      in(g, KILN_DT_F32, 4, a ? DIMS(2, 7, 33, 33) : DIMS(1, 3, 15, 15)),
-		                      in(g, KILN_DT_F32, 4, a ? DIMS(2, 1, 33, 33) : DIMS(1, 64, 15, 15))};
+		kiln_value *ins[3] = {kh_input(g, KILN_DT_F32, 4, a ? DIMS(2, 13, 33, 33) : DIMS(1, 64, 15, 15)),
+		                      kh_input(g, KILN_DT_F32, 4, a ? DIMS(2, 7, 33, 33) : DIMS(1, 3, 15, 15)),
+		                      kh_input(g, KILN_DT_F32, 4, a ? DIMS(2, 1, 33, 33) : DIMS(1, 64, 15, 15))};
 		kiln_node *n = node(g, KILN_OP_CONCAT, ins, 3);
 		kiln_node_set_int(g, n, "axis", 1);
 		finish(g, n, "Concat large");
 		check(g, "Concat large");
 	}
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *one = in(g, KILN_DT_BOOL, 1, DIMS(5));
+	kiln_value *one = kh_input(g, KILN_DT_BOOL, 1, DIMS(5));
 	kiln_node *n = node(g, KILN_OP_CONCAT, &one, 1);
 	kiln_node_set_int(g, n, "axis", 0);
 	finish(g, n, "Concat one");
@@ -371,7 +353,7 @@ static void test_split(void **state)
 			int ax = a < 0 ? a + 3 : a;
 			int64_t dims[3] = {4, 6, 9};
 			int64_t sizes[3] = {1, 0, dims[ax] - 1};
-			kiln_value *ins[2] = {in(g, dt, 3, dims), ints(g, sizes, 3)};
+			kiln_value *ins[2] = {kh_input(g, dt, 3, dims), ints(g, sizes, 3)};
 			kiln_node *n = node_n(g, KILN_OP_SPLIT, ins, 2, 3);
 			kiln_node_set_int(g, n, "axis", a);
 			snprintf(what, sizeof what, "Split %s axis %d sizes", kiln_dtype_name(dt), a);
@@ -379,7 +361,7 @@ static void test_split(void **state)
 			check(g, what);
 			/* num_outputs with an uneven last chunk */
 			g = kiln_graph_create("t", NULL);
-			kiln_value *x = in(g, dt, 3, DIMS(5, 7, 11));
+			kiln_value *x = kh_input(g, dt, 3, DIMS(5, 7, 11));
 			n = node_n(g, KILN_OP_SPLIT, &x, 1, 3);
 			kiln_node_set_int(g, n, "axis", a);
 			kiln_node_set_int(g, n, "num_outputs", 3);
@@ -388,7 +370,7 @@ static void test_split(void **state)
 			check(g, what);
 		}
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *x = in(g, KILN_DT_F32, 2, DIMS(4, 30000));
+	kiln_value *x = kh_input(g, KILN_DT_F32, 2, DIMS(4, 30000));
 	kiln_node *n = node_n(g, KILN_OP_SPLIT, &x, 1, 2);
 	kiln_node_set_int(g, n, "axis", 1);
 	finish(g, n, "Split large");
@@ -403,7 +385,7 @@ static void slice_case(kiln_dtype dt, int rank, const int64_t *dims, int count,
                        const int64_t *steps)
 {
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *ins[5] = {in(g, dt, rank, dims), ints(g, starts, count), ints(g, ends, count),
+	kiln_value *ins[5] = {kh_input(g, dt, rank, dims), ints(g, starts, count), ints(g, ends, count),
 	                      axes ? ints(g, axes, count) : NULL, steps ? ints(g, steps, count) : NULL};
 	kiln_node *n = node(g, KILN_OP_SLICE, ins, steps ? 5 : axes ? 4 : 3);
 	char what[128];
@@ -457,8 +439,8 @@ static void test_gather(void **state)
 					idx = cnst_shaped(g, KILN_DT_I64, 2, DIMS(2, 3),
 					                  (const double[]){0, -1, 2, -3, 1, 1});
 				else /* random in [-3, 3]: every axis has at least 3 elements */
-					idx = in(g, it ? KILN_DT_I64 : KILN_DT_I32, 2, DIMS(2, 5));
-				kiln_value *ins[2] = {in(g, dt, 3, DIMS(3, 4, 5)), idx};
+					idx = kh_input(g, it ? KILN_DT_I64 : KILN_DT_I32, 2, DIMS(2, 5));
+				kiln_value *ins[2] = {kh_input(g, dt, 3, DIMS(3, 4, 5)), idx};
 				kiln_node *n = node(g, KILN_OP_GATHER, ins, 2);
 				kiln_node_set_int(g, n, "axis", a);
 				snprintf(what, sizeof what, "Gather %s axis %d %s", kiln_dtype_name(dt), a,
@@ -468,12 +450,12 @@ static void test_gather(void **state)
 			}
 	/* scalar index, and an embedding lookup */
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *ins[2] = {in(g, KILN_DT_F32, 2, DIMS(7, 3)), scalar(g, KILN_DT_I32, -7)};
+	kiln_value *ins[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(7, 3)), scalar(g, KILN_DT_I32, -7)};
 	kiln_node *n = node(g, KILN_OP_GATHER, ins, 2);
 	finish(g, n, "Gather scalar");
 	check(g, "Gather scalar");
 	g = kiln_graph_create("t", NULL);
-	kiln_value *emb[2] = {in(g, KILN_DT_F32, 2, DIMS(50, 768)), in(g, KILN_DT_I64, 2, DIMS(1, 64))};
+	kiln_value *emb[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(50, 768)), kh_input(g, KILN_DT_I64, 2, DIMS(1, 64))};
 	n = node(g, KILN_OP_GATHER, emb, 2);
 	finish(g, n, "Gather embedding");
 	check_with(g, "Gather embedding", -50, 49, 0);
@@ -481,7 +463,7 @@ static void test_gather(void **state)
 	n_checked = 0;
 
 	g = kiln_graph_create("t", NULL);
-	kiln_value *bad[2] = {in(g, KILN_DT_F32, 2, DIMS(7, 3)), INTS(g, 0, 2, -4)};
+	kiln_value *bad[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(7, 3)), INTS(g, 0, 2, -4)};
 	n = node(g, KILN_OP_GATHER, bad, 2);
 	kiln_node_set_int(g, n, "axis", 1);
 	finish(g, n, "Gather bad index");
@@ -531,14 +513,14 @@ static void test_expand_tile(void **state)
 	for (int k = 0; k < N_DTYPES; k++) {
 		kiln_dtype dt = all_dtypes[k];
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *ins[2] = {in(g, dt, 2, DIMS(3, 1)), INTS(g, 2, 1, 17)};
+		kiln_value *ins[2] = {kh_input(g, dt, 2, DIMS(3, 1)), INTS(g, 2, 1, 17)};
 		kiln_node *n = node(g, KILN_OP_EXPAND, ins, 2);
 		snprintf(what, sizeof what, "Expand %s", kiln_dtype_name(dt));
 		finish(g, n, what);
 		check(g, what);
 
 		g = kiln_graph_create("t", NULL);
-		kiln_value *tins[2] = {in(g, dt, 3, DIMS(2, 3, 5)), INTS(g, 2, 1, 3)};
+		kiln_value *tins[2] = {kh_input(g, dt, 3, DIMS(2, 3, 5)), INTS(g, 2, 1, 3)};
 		n = node(g, KILN_OP_TILE, tins, 2);
 		snprintf(what, sizeof what, "Tile %s", kiln_dtype_name(dt));
 		finish(g, n, what);
@@ -559,7 +541,7 @@ static void test_expand_tile(void **state)
 	};
 	for (size_t i = 0; i < sizeof ex / sizeof *ex; i++) {
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *ins[2] = {in(g, KILN_DT_F32, ex[i].rank, ex[i].dims),
+		kiln_value *ins[2] = {kh_input(g, KILN_DT_F32, ex[i].rank, ex[i].dims),
 		                      ints(g, ex[i].shape, ex[i].shape_n)};
 		kiln_node *n = node(g, KILN_OP_EXPAND, ins, 2);
 		snprintf(what, sizeof what, "Expand case %zu", i);
@@ -578,7 +560,7 @@ static void test_expand_tile(void **state)
 	};
 	for (size_t i = 0; i < sizeof ti / sizeof *ti; i++) {
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *ins[2] = {in(g, KILN_DT_I32, ti[i].rank, ti[i].dims),
+		kiln_value *ins[2] = {kh_input(g, KILN_DT_I32, ti[i].rank, ti[i].dims),
 		                      ints(g, ti[i].reps, ti[i].rank)};
 		kiln_node *n = node(g, KILN_OP_TILE, ins, 2);
 		snprintf(what, sizeof what, "Tile case %zu", i);
@@ -617,7 +599,7 @@ static void test_pad(void **state)
 			for (int s = 0; s < 4; s++) {
 				kiln_dtype dt = size_dtypes[s];
 				kiln_graph *g = kiln_graph_create("t", NULL);
-				kiln_value *ins[4] = {in(g, dt, cases[i].rank, cases[i].dims),
+				kiln_value *ins[4] = {kh_input(g, dt, cases[i].rank, cases[i].dims),
 				                      ints(g, cases[i].pads, cases[i].np),
 				                      m == 0 && s % 2 ? scalar(g, dt, 3) : NULL,
 				                      cases[i].na ? ints(g, cases[i].axes, cases[i].na) : NULL};
@@ -631,8 +613,8 @@ static void test_pad(void **state)
 	/* a runtime constant_value, and every dtype */
 	for (int k = 0; k < N_DTYPES; k++) {
 		kiln_graph *g = kiln_graph_create("t", NULL);
-		kiln_value *ins[3] = {in(g, all_dtypes[k], 2, DIMS(3, 4)), INTS(g, 1, 0, 2, 3),
-		                      in(g, all_dtypes[k], 0, NULL)};
+		kiln_value *ins[3] = {kh_input(g, all_dtypes[k], 2, DIMS(3, 4)), INTS(g, 1, 0, 2, 3),
+		                      kh_input(g, all_dtypes[k], 0, NULL)};
 		kiln_node *n = node(g, KILN_OP_PAD, ins, 3);
 		snprintf(what, sizeof what, "Pad runtime value %s", kiln_dtype_name(all_dtypes[k]));
 		finish(g, n, what);
@@ -677,7 +659,7 @@ static void resize_case(const rs_case *c)
 		roi[na + i] = 1.3 - 0.2 * i;
 	}
 	bool crop = !strcmp(c->coord, "tf_crop_and_resize");
-	kiln_value *ins[4] = {in(g, c->dt, c->rank, c->dims),
+	kiln_value *ins[4] = {kh_input(g, c->dt, c->rank, c->dims),
 	                      crop ? cnst(g, KILN_DT_F32, roi, 2 * na) : NULL, NULL, NULL};
 	if (c->sizes[0])
 		ins[3] = ints(g, c->sizes, c->n);
@@ -800,7 +782,7 @@ static void test_shape_fills(void **state)
 	for (int s = 0; s < 5; s++)
 		for (int e = 0; e < 3; e++) {
 			kiln_graph *g = kiln_graph_create("t", NULL);
-			kiln_value *x = in(g, KILN_DT_BOOL, 4, DIMS(2, 3, 5, 7));
+			kiln_value *x = kh_input(g, KILN_DT_BOOL, 4, DIMS(2, 3, 5, 7));
 			kiln_node *n = node(g, KILN_OP_SHAPE, &x, 1);
 			kiln_node_set_int(g, n, "start", starts[s]);
 			if (e)
@@ -813,7 +795,7 @@ static void test_shape_fills(void **state)
 		kiln_value *shape = INTS(g, 3, 100, 107);
 		kiln_node *n = node(g, KILN_OP_CONSTANT_OF_SHAPE, &shape, 1);
 		if (k < N_DTYPES) {
-			kiln_type vt = ty(all_dtypes[k], 1, DIMS(1));
+			kiln_type vt = kh_type(all_dtypes[k], 1, DIMS(1));
 			int64_t raw = 0;
 			kiln_tensor v = {.type = vt, .data = &raw};
 			kiln_tensor_set_f64(&v, 0, -3.25);
@@ -867,7 +849,7 @@ static void test_quantize(void **state)
 					}
 					kiln_graph *g = kiln_graph_create("t", NULL);
 					kiln_value *ins[3] = {
-						in(g, xd, 3, dims),
+						kh_input(g, xd, 3, dims),
 						axis == 3 ? scalar(g, KILN_DT_F32, sc[0]) : cnst(g, KILN_DT_F32, sc, ns),
 						NULL};
 					if (zp)
@@ -897,7 +879,7 @@ static void test_quantize(void **state)
 		check(g, "QuantizeLinear ties");
 	}
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *ins[3] = {in(g, KILN_DT_F32, 2, DIMS(100, 1003)), scalar(g, KILN_DT_F32, 0.02),
+	kiln_value *ins[3] = {kh_input(g, KILN_DT_F32, 2, DIMS(100, 1003)), scalar(g, KILN_DT_F32, 0.02),
 	                      scalar(g, KILN_DT_I8, -3)};
 	kiln_node *n = node(g, KILN_OP_QUANTIZE_LINEAR, ins, 3);
 	finish(g, n, "QuantizeLinear large");
@@ -926,7 +908,7 @@ static void test_dequantize(void **state)
 						zv[i] = xd == KILN_DT_U8 ? 120 + i : -9 + i;
 					}
 					kiln_graph *g = kiln_graph_create("t", NULL);
-					kiln_value *ins[3] = {in(g, xd, 2, dims),
+					kiln_value *ins[3] = {kh_input(g, xd, 2, dims),
 					                      axis == 2 ? scalar(g, sd, sc[0]) : cnst(g, sd, sc, ns),
 					                      NULL};
 					if (zp)
@@ -940,7 +922,7 @@ static void test_dequantize(void **state)
 					check_with(g, what, -200, 200, 0);
 				}
 	kiln_graph *g = kiln_graph_create("t", NULL);
-	kiln_value *ins[3] = {in(g, KILN_DT_U8, 2, DIMS(300, 1001)), scalar(g, KILN_DT_F32, 0.02),
+	kiln_value *ins[3] = {kh_input(g, KILN_DT_U8, 2, DIMS(300, 1001)), scalar(g, KILN_DT_F32, 0.02),
 	                      scalar(g, KILN_DT_U8, 131)};
 	kiln_node *n = node(g, KILN_OP_DEQUANTIZE_LINEAR, ins, 3);
 	finish(g, n, "DequantizeLinear large");

@@ -20,17 +20,6 @@
 #include "interp.h"
 #include "kharness.h"
 
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIMS(...) (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
-#define SHAPE(...) NDIMS(__VA_ARGS__), DIMS(__VA_ARGS__)
-
-static kiln_type ty(kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = {.dtype = dt, .rank = rank};
-	for (int i = 0; i < rank; i++)
-		t.dims[i] = dims[i];
-	return t;
-}
 
 static kiln_graph *new_graph(void)
 {
@@ -39,17 +28,9 @@ static kiln_graph *new_graph(void)
 	return g;
 }
 
-static kiln_value *input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
-{
-	kiln_type t = ty(dt, rank, dims);
-	kiln_value *v = kiln_graph_add_input(g, NULL, &t);
-	assert_non_null(v);
-	return v;
-}
-
 static kiln_value *const_i64(kiln_graph *g, int n, const int64_t *vals)
 {
-	kiln_type t = ty(KILN_DT_I64, 1, (int64_t[]){n});
+	kiln_type t = kh_type(KILN_DT_I64, 1, (int64_t[]){n});
 	kiln_value *v = kiln_graph_add_const(g, NULL, &t, vals);
 	assert_non_null(v);
 	return v;
@@ -59,7 +40,7 @@ static kiln_value *const_i64(kiln_graph *g, int n, const int64_t *vals)
 static kiln_value *const_fn(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
                             double (*f)(int64_t))
 {
-	kiln_type t = ty(dt, rank, dims);
+	kiln_type t = kh_type(dt, rank, dims);
 	kiln_value *v = kiln_graph_add_const(g, NULL, &t, NULL);
 	assert_non_null(v);
 	kiln_tensor tt = {.type = t, .data = v->data};
@@ -121,7 +102,7 @@ static void reduce_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims
                         const int64_t *axes, int n_axes, int keep, int noop, double lo, double hi)
 {
 	kiln_graph *g = new_graph();
-	kiln_value *ins[2] = {input(g, dt, rank, dims), n_axes >= 0 ? const_i64(g, n_axes, axes) : NULL};
+	kiln_value *ins[2] = {kh_input(g, dt, rank, dims), n_axes >= 0 ? const_i64(g, n_axes, axes) : NULL};
 	kiln_node *n = add(g, op, ins, n_axes >= 0 ? 2 : 1, 1);
 	kiln_node_set_int(g, n, "keepdims", keep);
 	if (noop >= 0)
@@ -271,7 +252,7 @@ static void test_global_pools(void **state)
 		for (int d = 0; d < 4; d++) {
 			for (int m = 0; m < 2; m++) {
 				kiln_graph *g = new_graph();
-				kiln_value *x = input(g, dts[d], shapes[s].rank, shapes[s].dims);
+				kiln_value *x = kh_input(g, dts[d], shapes[s].rank, shapes[s].dims);
 				add(g, m ? KILN_OP_GLOBAL_MAX_POOL : KILN_OP_GLOBAL_AVG_POOL, &x, 1, 1);
 				bool exact = m || dts[d] != KILN_DT_F32;
 				check(g, m ? "GlobalMaxPool" : "GlobalAveragePool", exact ? 0 : 1e-4,
@@ -287,7 +268,7 @@ static void softmax_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dim
                          double lo, double hi)
 {
 	kiln_graph *g = new_graph();
-	kiln_value *x = input(g, dt, rank, dims);
+	kiln_value *x = kh_input(g, dt, rank, dims);
 	kiln_node *n = add(g, op, &x, 1, 1);
 	kiln_node_set_int(g, n, "axis", axis);
 	char what[128];
@@ -355,8 +336,8 @@ static void layer_norm_case(kiln_dtype dt, int rank, const int64_t *dims, int64_
                             int n_out, int64_t stash)
 {
 	kiln_graph *g = new_graph();
-	kiln_value *ins[3] = {input(g, dt, rank, dims), input(g, dt, s_rank, s_dims),
-	                      b_rank >= 0 ? input(g, dt, b_rank, b_dims) : NULL};
+	kiln_value *ins[3] = {kh_input(g, dt, rank, dims), kh_input(g, dt, s_rank, s_dims),
+	                      b_rank >= 0 ? kh_input(g, dt, b_rank, b_dims) : NULL};
 	kiln_node *n = add(g, KILN_OP_LAYER_NORM, ins, b_rank >= 0 ? 3 : 2, n_out);
 	kiln_node_set_int(g, n, "axis", axis);
 	kiln_node_set_float(g, n, "epsilon", 1e-3f);
@@ -401,10 +382,10 @@ static void batch_norm_case(kiln_dtype dt, kiln_dtype pdt, int rank, const int64
 {
 	kiln_graph *g = new_graph();
 	int64_t c = dims[1];
-	kiln_value *ins[5] = {input(g, dt, rank, dims)};
+	kiln_value *ins[5] = {kh_input(g, dt, rank, dims)};
 	for (int i = 1; i < 5; i++)
 		ins[i] = i == 4 || const_params ? const_fn(g, pdt, 1, &c, positive)
-		                                : input(g, pdt, 1, &c);
+		                                : kh_input(g, pdt, 1, &c);
 	kiln_node *n = add(g, KILN_OP_BATCH_NORM, ins, 5, 1);
 	kiln_node_set_float(g, n, "epsilon", 1e-2f);
 	char what[128];
@@ -443,7 +424,7 @@ static void pool_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims, 
                       int n_out)
 {
 	kiln_graph *g = new_graph();
-	kiln_value *x = input(g, dt, rank, dims);
+	kiln_value *x = kh_input(g, dt, rank, dims);
 	kiln_node *n = add(g, op, &x, 1, n_out);
 	kiln_node_set_ints(g, n, "kernel_shape", a->k, a->ns);
 	if (a->s[0])
@@ -571,7 +552,7 @@ static void test_lowering_errors(void **state)
 {
 	(void)state;
 	kiln_graph *g = new_graph();
-	kiln_value *x = input(g, KILN_DT_F32, SHAPE(1, 1, 3, 3, 3, 3));
+	kiln_value *x = kh_input(g, KILN_DT_F32, SHAPE(1, 1, 3, 3, 3, 3));
 	kiln_node *n = kiln_graph_add_node(g, KILN_OP_MAX_POOL, "pool4d", &x, 1, NULL, 1);
 	assert_non_null(n);
 	assert_int_equal(kiln_graph_add_output(g, n->outputs[0]), KILN_OK);
