@@ -186,3 +186,25 @@ done:
 		free(out);
 	return s;
 }
+
+/* A fusion node runs its body as a graph of its own: the reference
+ * semantics of every fused kernel. */
+kiln_status kiln_interp_FUSION(const kiln_node *n, const kiln_tensor *in, kiln_tensor *out,
+                               kiln_diag *d)
+{
+	if (!n->body)
+		return kiln_diag_error(d, KILN_ERR_INTERNAL, n, "fusion node has no body");
+	kiln_interp *it;
+	KILN_TRY(kiln_interp_create(n->body, &it, d));
+	kiln_status s = kiln_interp_run(it, in, n->n_inputs, d);
+	for (int i = 0; s == KILN_OK && i < n->n_outputs; i++) {
+		const kiln_tensor *t = kiln_interp_output(it, i);
+		size_t bytes = kiln_type_bytes(&out[i].type);
+		if (!kiln_type_equal(&t->type, &out[i].type))
+			s = kiln_diag_error(d, KILN_ERR_INTERNAL, n, "body output %d has another type", i);
+		else if (bytes)
+			memcpy(out[i].data, t->data, bytes);
+	}
+	kiln_interp_destroy(it);
+	return s;
+}

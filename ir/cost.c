@@ -22,6 +22,13 @@ static const kiln_type *in_type(const kiln_node *n, int i)
 
 int64_t kiln_node_flops(const kiln_node *n)
 {
+	if (n->op == KILN_OP_FUSION) {
+		/* the work of the ops it fuses (what fusion saves is memory traffic) */
+		int64_t f = 0;
+		for (int i = 0; n->body && i < n->body->n_nodes; i++)
+			f += kiln_node_flops(n->body->nodes[i]);
+		return f;
+	}
 	const kiln_type *x = in_type(n, 0), *w = in_type(n, 1);
 	const kiln_type *y = n->n_outputs ? &n->outputs[0]->type : NULL;
 	if (!x || !y)

@@ -378,3 +378,276 @@ double kiln_const_get_f64(const kiln_value *v, int64_t i)
 	default: return (double)kiln_const_get_i64(v, i);
 	}
 }
+
+/* ---- fusion ---- */
+
+static const char *const fusion_kind_names[KILN_FUSION_KIND_COUNT] = {
+	[KILN_FUSION_NONE] = "none",
+	[KILN_FUSION_LOOP] = "loop",
+	[KILN_FUSION_OUTPUT] = "output",
+	[KILN_FUSION_REDUCTION] = "reduction",
+};
+
+const char *kiln_fusion_kind_name(kiln_fusion_kind k)
+{
+	return k >= 0 && k < KILN_FUSION_KIND_COUNT ? fusion_kind_names[k] : "?";
+}
+
+bool kiln_fusion_kind_parse(const char *s, kiln_fusion_kind *k)
+{
+	for (int i = KILN_FUSION_LOOP; i < KILN_FUSION_KIND_COUNT; i++)
+		if (s && strcmp(s, fusion_kind_names[i]) == 0) {
+			*k = (kiln_fusion_kind)i;
+			return true;
+		}
+	return false;
+}
+
+kiln_fusion_kind kiln_node_fusion_kind(const kiln_node *n)
+{
+	kiln_fusion_kind k = KILN_FUSION_NONE;
+	if (n->op == KILN_OP_FUSION && !kiln_fusion_kind_parse(kiln_node_string(n, "kind", NULL), &k))
+		k = KILN_FUSION_NONE;
+	return k;
+}
+
+kiln_graph *kiln_graph_create_body(kiln_graph *g, const char *name)
+{
+	kiln_graph *b = kiln_arena_alloc(g->arena, sizeof *b);
+	if (!b || !(b->name = kiln_arena_strdup(g->arena, name ? name : "body")))
+		return NULL;
+	b->arena = g->arena;
+	b->opset = g->opset;
+	b->parent = g;
+	return b;
+}
+
+kiln_node *kiln_graph_add_fusion(kiln_graph *g, kiln_fusion_kind kind, const char *name,
+                                 kiln_graph *body, kiln_value *const *inputs, int n_inputs,
+                                 const char *const *output_names)
+{
+	if (!body || body->arena != g->arena || n_inputs != body->n_inputs ||
+	    kind <= KILN_FUSION_NONE || kind >= KILN_FUSION_KIND_COUNT)
+		return NULL;
+	kiln_node *n = kiln_graph_add_node(g, KILN_OP_FUSION, name, inputs, n_inputs, output_names,
+	                                   body->n_outputs);
+	if (!n || kiln_node_set_string(g, n, "kind", kiln_fusion_kind_name(kind)) != KILN_OK)
+		return NULL;
+	n->body = body;
+	body->parent = g;
+	for (int i = 0; i < body->n_outputs; i++)
+		n->outputs[i]->type = body->outputs[i]->type;
+	return n;
+}
+
+/* ---- rewriting ---- */
+
+void kiln_graph_replace_uses(kiln_graph *g, kiln_value *from, kiln_value *to)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		kiln_node *n = g->nodes[i];
+		for (int j = 0; j < n->n_inputs; j++)
+			if (n->inputs[j] == from)
+				n->inputs[j] = to;
+	}
+	for (int i = 0; i < g->n_outputs; i++)
+		if (g->outputs[i] == from)
+			g->outputs[i] = to;
+}
+
+int kiln_value_uses(const kiln_graph *g, const kiln_value *v)
+{
+	int uses = 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int j = 0; j < g->nodes[i]->n_inputs; j++)
+			uses += g->nodes[i]->inputs[j] == v;
+	for (int i = 0; i < g->n_outputs; i++)
+		uses += g->outputs[i] == v;
+	return uses;
+}
+
+int kiln_graph_node_index(const kiln_graph *g, const kiln_node *n)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i] == n)
+			return i;
+	return -1;
+}
+
+void kiln_graph_move_node(kiln_graph *g, kiln_node *n, int at)
+{
+	int from = kiln_graph_node_index(g, n);
+	if (from < 0 || at < 0 || at >= g->n_nodes || at == from)
+		return;
+	if (from < at)
+		memmove(&g->nodes[from], &g->nodes[from + 1], (size_t)(at - from) * sizeof *g->nodes);
+	else
+		memmove(&g->nodes[at + 1], &g->nodes[at], (size_t)(from - at) * sizeof *g->nodes);
+	g->nodes[at] = n;
+}
+
+/* ---- clone ---- */
+
+static bool clone_attr(kiln_arena *a, kiln_attr *dst, const kiln_attr *src)
+{
+	*dst = *src;
+	if (!(dst->name = kiln_arena_strdup(a, src->name)))
+		return false;
+	switch (src->kind) {
+	case KILN_ATTR_STRING:
+		return (dst->u.s = kiln_arena_strdup(a, src->u.s)) != NULL;
+	case KILN_ATTR_INTS:
+		return (dst->u.ints = kiln_arena_memdup(a, src->u.ints,
+		                                        (size_t)src->n * sizeof *src->u.ints)) != NULL;
+	case KILN_ATTR_FLOATS:
+		return (dst->u.floats = kiln_arena_memdup(a, src->u.floats,
+		                                          (size_t)src->n * sizeof *src->u.floats)) != NULL;
+	case KILN_ATTR_TENSOR: {
+		kiln_tensor *t = kiln_arena_alloc(a, sizeof *t);
+		if (!t)
+			return false;
+		t->type = src->u.t->type;
+		t->data = kiln_arena_memdup(a, src->u.t->data, kiln_type_bytes(&t->type));
+		dst->u.t = t;
+		return t->data != NULL;
+	}
+	default:
+		return true;
+	}
+}
+
+static kiln_quant *clone_quant(kiln_arena *a, const kiln_quant *q)
+{
+	kiln_quant *c = kiln_arena_alloc(a, sizeof *c);
+	if (!c)
+		return NULL;
+	*c = *q;
+	c->scale = kiln_arena_memdup(a, q->scale, (size_t)q->n * sizeof *q->scale);
+	c->zero_point = kiln_arena_memdup(a, q->zero_point, (size_t)q->n * sizeof *q->zero_point);
+	return c->scale && c->zero_point ? c : NULL;
+}
+
+/* Copies src's values, nodes, inputs and outputs into dst (same arena kind
+ * of graph, empty). Value ids are preserved, so map[] is by id. */
+static bool clone_into(kiln_graph *dst, const kiln_graph *src)
+{
+	kiln_arena *a = dst->arena;
+	dst->opset = src->opset;
+	dst->next_node_id = src->next_node_id;
+	kiln_value **map = kiln_arena_alloc(a, (size_t)(src->n_values ? src->n_values : 1) * sizeof *map);
+	if (!map)
+		return false;
+	for (int i = 0; i < src->n_values; i++) {
+		const kiln_value *s = src->values[i];
+		kiln_value *v = new_value(dst, s->name, s->kind);
+		if (!v)
+			return false;
+		v->type = s->type;
+		if (s->data && !(v->data = kiln_arena_memdup(a, s->data, kiln_type_bytes(&s->type))))
+			return false;
+		if (s->elided && !(v->elided = kiln_arena_strdup(a, s->elided)))
+			return false;
+		if (s->quant && !(v->quant = clone_quant(a, s->quant)))
+			return false;
+		v->index = s->index;
+		map[i] = v;
+	}
+	for (int i = 0; i < src->n_nodes; i++) {
+		const kiln_node *s = src->nodes[i];
+		if (!grow(a, (void ***)&dst->nodes, dst->n_nodes, &dst->cap_nodes))
+			return false;
+		kiln_node *n = kiln_arena_alloc(a, sizeof *n);
+		if (!n)
+			return false;
+		*n = *s;
+		n->name = kiln_arena_strdup(a, s->name);
+		n->origin = s->origin ? kiln_arena_strdup(a, s->origin) : NULL;
+		n->inputs = kiln_arena_alloc(a, (size_t)(s->n_inputs ? s->n_inputs : 1) * sizeof *n->inputs);
+		n->outputs = kiln_arena_alloc(a, (size_t)(s->n_outputs ? s->n_outputs : 1) * sizeof *n->outputs);
+		n->attrs = kiln_arena_alloc(a, (size_t)(s->n_attrs ? s->n_attrs : 1) * sizeof *n->attrs);
+		if (!n->name || (s->origin && !n->origin) || !n->inputs || !n->outputs || !n->attrs)
+			return false;
+		for (int j = 0; j < s->n_inputs; j++)
+			n->inputs[j] = s->inputs[j] ? map[s->inputs[j]->id] : NULL;
+		for (int j = 0; j < s->n_outputs; j++) {
+			n->outputs[j] = map[s->outputs[j]->id];
+			n->outputs[j]->producer = n;
+		}
+		for (int j = 0; j < s->n_attrs; j++)
+			if (!clone_attr(a, &n->attrs[j], &s->attrs[j]))
+				return false;
+		if (s->body) {
+			if (!(n->body = kiln_graph_create_body(dst, s->body->name)) ||
+			    !clone_into(n->body, s->body))
+				return false;
+		}
+		dst->nodes[dst->n_nodes++] = n;
+	}
+	for (int i = 0; i < src->n_inputs; i++) {
+		if (!grow(a, (void ***)&dst->inputs, dst->n_inputs, &dst->cap_inputs))
+			return false;
+		dst->inputs[dst->n_inputs++] = map[src->inputs[i]->id];
+	}
+	for (int i = 0; i < src->n_outputs; i++)
+		if (kiln_graph_add_output(dst, map[src->outputs[i]->id]) != KILN_OK)
+			return false;
+	return true;
+}
+
+kiln_graph *kiln_graph_clone(const kiln_graph *g, const kiln_allocator *a)
+{
+	kiln_graph *c = kiln_graph_create(g->name, a);
+	if (c && !clone_into(c, g)) {
+		kiln_graph_destroy(c);
+		return NULL;
+	}
+	return c;
+}
+
+void kiln_graph_prune(kiln_graph *g)
+{
+	bool *used = kiln_arena_alloc(g->arena, (size_t)(g->n_values ? g->n_values : 1));
+	if (!used)
+		return; /* nothing pruned: still a valid graph */
+	for (int i = 0; i < g->n_inputs; i++)
+		used[g->inputs[i]->id] = true;
+	for (int i = 0; i < g->n_outputs; i++)
+		used[g->outputs[i]->id] = true;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const kiln_node *n = g->nodes[i];
+		for (int j = 0; j < n->n_inputs; j++)
+			if (n->inputs[j])
+				used[n->inputs[j]->id] = true;
+		for (int j = 0; j < n->n_outputs; j++)
+			used[n->outputs[j]->id] = true;
+	}
+	int k = 0;
+	for (int i = 0; i < g->n_values; i++)
+		if (used[i]) {
+			g->values[k] = g->values[i];
+			g->values[k]->id = k;
+			k++;
+		}
+	g->n_values = k;
+}
+
+static const char *unique_name(kiln_graph *g, const char *base, bool node)
+{
+	char buf[256];
+	snprintf(buf, sizeof buf, "%s", base);
+	for (int i = 1;; i++) {
+		if (node ? !kiln_graph_find_node(g, buf) : !kiln_graph_find_value(g, buf))
+			return kiln_arena_strdup(g->arena, buf);
+		snprintf(buf, sizeof buf, "%s.%d", base, i);
+	}
+}
+
+const char *kiln_graph_unique_value_name(kiln_graph *g, const char *base)
+{
+	return unique_name(g, base, false);
+}
+
+const char *kiln_graph_unique_node_name(kiln_graph *g, const char *base)
+{
+	return unique_name(g, base, true);
+}

@@ -190,6 +190,10 @@ typedef struct kiln_node {
 	kiln_attr *attrs;
 	/* Provenance: the ONNX node names this node came from (for diagnostics). */
 	const char *origin;
+	/* KILN_OP_FUSION only: the fused sub-graph. Its inputs bind to the
+	 * node's inputs in order and its outputs to the node's outputs; it lives
+	 * in the parent graph's arena (never destroyed on its own). */
+	struct kiln_graph *body;
 } kiln_node;
 
 struct kiln_graph {
@@ -206,6 +210,7 @@ struct kiln_graph {
 	kiln_value **outputs;
 	int n_outputs, cap_outputs;
 	int next_node_id;
+	struct kiln_graph *parent; /* the graph whose fusion node owns this body */
 };
 
 /* ---- builder (graph.c) ------------------------------------------------ */
@@ -226,6 +231,41 @@ kiln_node *kiln_graph_add_node(kiln_graph *g, kiln_op op, const char *name,
 kiln_status kiln_graph_add_output(kiln_graph *g, kiln_value *v);
 kiln_value *kiln_graph_find_value(const kiln_graph *g, const char *name);
 kiln_node *kiln_graph_find_node(const kiln_graph *g, const char *name);
+
+/* ---- fusion (graph.c) ---- */
+
+const char *kiln_fusion_kind_name(kiln_fusion_kind k); /* "loop", "output", ... */
+bool kiln_fusion_kind_parse(const char *s, kiln_fusion_kind *k);
+/* The kind of a fusion node (its "kind" attribute); NONE for other nodes. */
+kiln_fusion_kind kiln_node_fusion_kind(const kiln_node *n);
+/* An empty sub-graph in g's arena, to become a fusion node's body. */
+kiln_graph *kiln_graph_create_body(kiln_graph *g, const char *name);
+/* Appends a fusion node of `kind` owning `body` (made by
+ * kiln_graph_create_body(g), inputs and outputs already declared, shapes
+ * inferred): n_inputs must equal body->n_inputs; the node's outputs get the
+ * body outputs' types. */
+kiln_node *kiln_graph_add_fusion(kiln_graph *g, kiln_fusion_kind kind, const char *name,
+                                 kiln_graph *body, kiln_value *const *inputs, int n_inputs,
+                                 const char *const *output_names);
+
+/* ---- rewriting (graph.c) ---- */
+
+/* Makes every use of `from` (node inputs, graph outputs) use `to`. */
+void kiln_graph_replace_uses(kiln_graph *g, kiln_value *from, kiln_value *to);
+/* Number of uses of v: node inputs plus graph outputs. */
+int kiln_value_uses(const kiln_graph *g, const kiln_value *v);
+/* Moves node n (in g) to index `at` of g->nodes, shifting those between. */
+void kiln_graph_move_node(kiln_graph *g, kiln_node *n, int at);
+/* Index of n in g->nodes, or -1. */
+int kiln_graph_node_index(const kiln_graph *g, const kiln_node *n);
+/* Drops values nothing refers to any more (constants no node or graph
+ * output uses, outputs of removed nodes) and renumbers value ids densely. */
+void kiln_graph_prune(kiln_graph *g);
+/* A name not yet used by a value of g: base, else base.1, base.2, ... */
+const char *kiln_graph_unique_value_name(kiln_graph *g, const char *base);
+const char *kiln_graph_unique_node_name(kiln_graph *g, const char *base);
+/* A deep copy of g (constants' data, fusion bodies) in a new arena. */
+kiln_graph *kiln_graph_clone(const kiln_graph *g, const kiln_allocator *a);
 
 /* Removes nodes for which keep[node index] is false, preserving order. */
 void kiln_graph_compact(kiln_graph *g, const bool *keep);

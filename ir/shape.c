@@ -1497,6 +1497,30 @@ static kiln_status kiln_shape_dequantize(kiln_node *n, kiln_diag *d)
 	return KILN_OK;
 }
 
+/* ---- fusion ------------------------------------------------------------ */
+
+/* The body's inputs take the node's input types, the body is inferred, and
+ * the node's outputs take the body outputs' types. */
+static kiln_status kiln_shape_fusion(kiln_node *n, kiln_diag *d)
+{
+	kiln_graph *b = n->body;
+	kiln_fusion_kind kind = kiln_node_fusion_kind(n);
+	KILN_ENSURE(d, kind != KILN_FUSION_NONE, KILN_ERR_SHAPE, n,
+	            "kind must be \"loop\", \"output\" or \"reduction\"");
+	KILN_ENSURE(d, b, KILN_ERR_SHAPE, n, "fusion node has no body");
+	KILN_ENSURE(d, b->n_inputs == n->n_inputs && b->n_outputs == n->n_outputs, KILN_ERR_SHAPE,
+	            n, "%d inputs and %d outputs, but the body has %d and %d", n->n_inputs,
+	            n->n_outputs, b->n_inputs, b->n_outputs);
+	for (int i = 0; i < n->n_inputs; i++) {
+		KILN_ENSURE(d, n->inputs[i], KILN_ERR_SHAPE, n, "input %d is omitted", i);
+		b->inputs[i]->type = n->inputs[i]->type;
+	}
+	KILN_TRY(kiln_infer_shapes(b, d));
+	for (int i = 0; i < n->n_outputs; i++)
+		set_out(n, i, &b->outputs[i]->type);
+	return KILN_OK;
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 static const kiln_shape_fn shape_rules[] = {

@@ -5,7 +5,9 @@
  * graph with the builder, takes every type from the text (no shape inference,
  * no verifier), and reports the first error as "FILE:LINE:COL: message" with
  * KILN_ERR_PARSE. Statements may come in any order as long as every value is
- * defined before it is used. The grammar is in docs/ir.md. */
+ * defined before it is used. A node line ending in '{' opens the node's body
+ * (a fusion node's sub-graph): statements of a graph of its own, up to a '}'
+ * line. The grammar is in docs/ir.md. */
 #include "ir.h"
 
 #include <errno.h>
@@ -19,6 +21,9 @@
 
 /* Constants whose data would exceed this are rejected rather than allocated. */
 #define MAX_CONST_BYTES ((int64_t)1 << 40)
+/* Bodies may nest this deep in text (the verifier rejects any nesting; the
+ * bound keeps the recursion off the stack's limit on hostile input). */
+#define MAX_BODY_DEPTH 8
 
 /* Name -> pointer map (open addressing); keys are arena strings. */
 typedef struct symtab {
@@ -30,9 +35,10 @@ typedef struct symtab {
 typedef struct parser {
 	const char *src;
 	const char *p;
-	kiln_graph *g;
+	kiln_graph *g; /* the graph being parsed, or the body being parsed */
 	kiln_diag *d;
-	symtab values, nodes;
+	symtab values, nodes; /* names of g (a body has its own) */
+	int depth;            /* bodies open around the cursor */
 	/* scratch buffers, reused: a decoded string, list elements, dense bytes */
 	char *str;
 	size_t str_cap;
@@ -1052,6 +1058,23 @@ static kiln_status parse_node_inputs(parser *ps, node_line *l)
 	}
 }
 
+/* A '{' that ends its line opens a body; any other '{' opens attributes
+ * (which never span lines). */
+static bool at_body_open(parser *ps)
+{
+	skip_ws(ps);
+	if (*ps->p != '{')
+		return false;
+	const char *brace = ps->p;
+	ps->p++;
+	skip_ws(ps);
+	bool open = *ps->p == '\n' || *ps->p == 0;
+	ps->p = brace;
+	return open;
+}
+
+static kiln_status parse_body(parser *ps, kiln_node *n);
+
 static kiln_status parse_node_rest(parser *ps, node_line *l)
 {
 	KILN_TRY(parse_node_outputs(ps, l));
@@ -1093,6 +1116,8 @@ static kiln_status parse_node_rest(parser *ps, node_line *l)
 		n->outputs[i]->quant = l->outs[i].quant;
 		KILN_TRY(define(ps, n->outputs[i]));
 	}
+	if (at_body_open(ps))
+		return parse_body(ps, n);
 	if (accept(ps, '{'))
 		KILN_TRY(parse_attrs(ps, n));
 	if (accept_kw(ps, "loc")) {
@@ -1100,6 +1125,8 @@ static kiln_status parse_node_rest(parser *ps, node_line *l)
 		KILN_TRY(parse_string_dup(ps, &n->origin));
 		KILN_TRY(expect(ps, ')', "after location"));
 	}
+	if (at_body_open(ps))
+		return parse_body(ps, n);
 	return expect_eol(ps);
 }
 
@@ -1152,9 +1179,9 @@ static kiln_status parse_header(parser *ps)
 	return expect_eol(ps);
 }
 
-static kiln_status parse_graph(parser *ps)
+/* Statements of ps->g up to and including the closing '}'. */
+static kiln_status parse_statements(parser *ps)
 {
-	KILN_TRY(parse_header(ps));
 	for (;;) {
 		skip_blank_lines(ps);
 		char c = *ps->p;
@@ -1162,9 +1189,6 @@ static kiln_status parse_graph(parser *ps)
 			return error_at(ps, ps->p, "unexpected end of input, expected '}'");
 		if (c == '}') {
 			ps->p++;
-			skip_blank_lines(ps);
-			if (*ps->p)
-				return error_at(ps, ps->p, "unexpected text after '}'");
 			return KILN_OK;
 		}
 		if (c == '%' || c == '(') {
@@ -1181,6 +1205,44 @@ static kiln_status parse_graph(parser *ps)
 			                word_at(ps->p, w, sizeof w));
 		}
 	}
+}
+
+/* The body of node n, from the '{' ending its line to a '}' line: the
+ * statements of a graph of its own, named after the node, with its own
+ * value and node names (it sees none of the enclosing graph's). */
+static kiln_status parse_body(parser *ps, kiln_node *n)
+{
+	if (ps->depth == MAX_BODY_DEPTH)
+		return error_at(ps, ps->p, "bodies nested more than %d deep", MAX_BODY_DEPTH);
+	ps->p++;
+	KILN_TRY(expect_eol(ps));
+	kiln_graph *outer = ps->g;
+	if (!(n->body = kiln_graph_create_body(outer, n->name)))
+		return oom(ps);
+	symtab values = ps->values, nodes = ps->nodes;
+	ps->values = (symtab){0};
+	ps->nodes = (symtab){0};
+	ps->g = n->body;
+	ps->depth++;
+	kiln_status s = parse_statements(ps);
+	sym_free(&ps->values);
+	sym_free(&ps->nodes);
+	ps->values = values;
+	ps->nodes = nodes;
+	ps->g = outer;
+	ps->depth--;
+	KILN_TRY(s);
+	return expect_eol(ps);
+}
+
+static kiln_status parse_graph(parser *ps)
+{
+	KILN_TRY(parse_header(ps));
+	KILN_TRY(parse_statements(ps));
+	skip_blank_lines(ps);
+	if (*ps->p)
+		return error_at(ps, ps->p, "unexpected text after '}'");
+	return KILN_OK;
 }
 
 kiln_status kiln_graph_parse(const char *text, const char *filename, kiln_graph **out,

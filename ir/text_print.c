@@ -340,9 +340,20 @@ static void put_attr(out *o, const kiln_attr *a)
 	}
 }
 
-static void put_node(out *o, const kiln_node *n)
+/* Two blanks per level: 1 for a graph's statements, 2 for a body's. */
+static void put_indent(out *o, int depth)
 {
-	put(o, "  ");
+	for (int i = 0; i < depth; i++)
+		put(o, "  ");
+}
+
+static void put_statements(out *o, const kiln_graph *g, int depth, bool full);
+
+/* A node line; a node with a body (a fusion node) ends it with '{', then
+ * its body's statements one level deeper, then '}' on a line of its own. */
+static void put_node(out *o, const kiln_node *n, int depth, bool full)
+{
+	put_indent(o, depth);
 	if (n->n_outputs == 0)
 		put(o, "()");
 	for (int i = 0; i < n->n_outputs; i++) {
@@ -378,12 +389,19 @@ static void put_node(out *o, const kiln_node *n)
 		put_quoted(o, n->origin);
 		put(o, ")");
 	}
+	if (n->body) {
+		put(o, " {\n");
+		put_statements(o, n->body, depth + 1, full);
+		put_indent(o, depth);
+		put(o, "}");
+	}
 	put(o, "\n");
 }
 
-static void put_const(out *o, const kiln_value *v, bool full)
+static void put_const(out *o, const kiln_value *v, int depth, bool full)
 {
-	put(o, "  const ");
+	put_indent(o, depth);
+	put(o, "const ");
 	put_value_decl(o, v);
 	put(o, " = ");
 	if (!v->data) {
@@ -401,6 +419,28 @@ static void put_const(out *o, const kiln_value *v, bool full)
 	put(o, "\n");
 }
 
+/* A graph's (or body's) inputs, constants, nodes and outputs. */
+static void put_statements(out *o, const kiln_graph *g, int depth, bool full)
+{
+	for (int i = 0; i < g->n_inputs; i++) {
+		put_indent(o, depth);
+		put(o, "input ");
+		put_value_decl(o, g->inputs[i]);
+		put(o, "\n");
+	}
+	for (int i = 0; i < g->n_values; i++)
+		if (g->values[i]->kind == KILN_VALUE_CONST)
+			put_const(o, g->values[i], depth, full);
+	for (int i = 0; i < g->n_nodes; i++)
+		put_node(o, g->nodes[i], depth, full);
+	for (int i = 0; i < g->n_outputs; i++) {
+		put_indent(o, depth);
+		put(o, "output ");
+		put_name(o, '%', g->outputs[i]->name);
+		put(o, "\n");
+	}
+}
+
 char *kiln_graph_print(const kiln_graph *g, const kiln_print_opts *opts)
 {
 	bool full = opts && opts->full_constants;
@@ -408,21 +448,7 @@ char *kiln_graph_print(const kiln_graph *g, const kiln_print_opts *opts)
 	put(&o, "graph ");
 	put_name(&o, '@', g->name);
 	putf(&o, " opset %d {\n", g->opset);
-	for (int i = 0; i < g->n_inputs; i++) {
-		put(&o, "  input ");
-		put_value_decl(&o, g->inputs[i]);
-		put(&o, "\n");
-	}
-	for (int i = 0; i < g->n_values; i++)
-		if (g->values[i]->kind == KILN_VALUE_CONST)
-			put_const(&o, g->values[i], full);
-	for (int i = 0; i < g->n_nodes; i++)
-		put_node(&o, g->nodes[i]);
-	for (int i = 0; i < g->n_outputs; i++) {
-		put(&o, "  output ");
-		put_name(&o, '%', g->outputs[i]->name);
-		put(&o, "\n");
-	}
+	put_statements(&o, g, 1, full);
 	put(&o, "}\n");
 	if (o.oom) {
 		free(o.buf);

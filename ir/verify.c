@@ -1,8 +1,9 @@
 /* verify.c — the IR verifier: checks every invariant the rest of kiln relies
  * on (types, unique names, arity, SSA order, producer links, constant data,
  * attribute kinds, quantisation parameters, graph outputs) and that every
- * node's output types are what shape inference gives. Reports the first
- * broken invariant as KILN_ERR_VERIFY, naming the node where there is one. */
+ * node's output types are what shape inference gives; a fusion node's body
+ * is checked as a graph of its own. Reports the first broken invariant as
+ * KILN_ERR_VERIFY, naming the node where there is one. */
 #include "ir.h"
 
 #include <stdio.h>
@@ -213,8 +214,67 @@ static const char *count_range(int lo, int hi, char buf[static 32])
 	return buf;
 }
 
+static kiln_status verify_graph(const kiln_graph *g, bool in_body, kiln_diag *d);
+
+/* A fusion node: a kind, and a body of its own graph whose inputs and outputs
+ * match the node's in number and type and which verifies by itself (its own
+ * names, SSA order and types). Errors in the body are reported under the
+ * fusion node's name. Bodies do not nest. */
+static kiln_status check_fusion(const kiln_graph *g, const kiln_node *n, bool in_body,
+                                kiln_diag *d)
+{
+	if (in_body)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n, "nested fusion is not supported");
+	const char *kind = kiln_node_string(n, "kind", NULL);
+	kiln_fusion_kind k;
+	if (!kind)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+		                       "has no kind (\"loop\", \"output\" or \"reduction\")");
+	if (!kiln_fusion_kind_parse(kind, &k))
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+		                       "kind \"%s\" is not \"loop\", \"output\" or \"reduction\"", kind);
+	const kiln_graph *b = n->body;
+	if (!b)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n, "has no body");
+	if (b->parent != g || b->arena != g->arena)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+		                       "body does not belong to this graph (parent or arena)");
+	if (n->n_inputs != b->n_inputs)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n, "has %d inputs, but its body has %d",
+		                       n->n_inputs, b->n_inputs);
+	if (n->n_outputs != b->n_outputs)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n, "has %d outputs, but its body has %d",
+		                       n->n_outputs, b->n_outputs);
+	for (int i = 0; i < n->n_inputs; i++) {
+		const kiln_value *v = n->inputs[i], *bv = b->inputs[i];
+		if (!v)
+			return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+			                       "input %d is omitted, but body input %d needs a value", i, i);
+		/* a broken body input is the body check's to report */
+		if (bv && bv->name && !kiln_type_equal(&v->type, &bv->type))
+			return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+			                       "input %d ('%s') has type %s, body input %d ('%s') has %s", i,
+			                       v->name, TSTR(&v->type), i, bv->name, TSTR(&bv->type));
+	}
+	kiln_diag quiet;
+	memset(&quiet, 0, sizeof quiet);
+	kiln_status st = verify_graph(b, true, &quiet);
+	if (st == KILN_ERR_OOM)
+		return oom(d);
+	if (st != KILN_OK)
+		return kiln_diag_error(d, st, n, "body: %s", quiet.last);
+	for (int i = 0; i < n->n_outputs; i++) {
+		const kiln_value *v = n->outputs[i], *bv = b->outputs[i];
+		if (!kiln_type_equal(&v->type, &bv->type))
+			return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+			                       "output %d ('%s') has type %s, body output %d ('%s') has %s",
+			                       i, v->name, TSTR(&v->type), i, bv->name, TSTR(&bv->type));
+	}
+	return KILN_OK;
+}
+
 static kiln_status check_node(const kiln_graph *g, kiln_node *n, const bool *defined,
-                              kiln_diag *d)
+                              bool in_body, kiln_diag *d)
 {
 	const kiln_op_info *info = kiln_op_get(n->op);
 	if (!info)
@@ -253,10 +313,18 @@ static kiln_status check_node(const kiln_graph *g, kiln_node *n, const bool *def
 			                       i, v->name, i);
 	}
 	KILN_TRY(check_attrs(n, d));
+	if (n->op == KILN_OP_FUSION)
+		KILN_TRY(check_fusion(g, n, in_body, d));
+	else if (n->body)
+		return kiln_diag_error(d, KILN_ERR_VERIFY, n,
+		                       "has a body, but only fusion nodes have one");
+	/* for a fusion node, after check_fusion: its shape rule re-infers the
+	 * body, which then changes nothing */
 	return check_types(n, d);
 }
 
-kiln_status kiln_graph_verify(const kiln_graph *g, kiln_diag *d)
+/* in_body: g is a fusion node's body, where no fusion node may appear. */
+static kiln_status verify_graph(const kiln_graph *g, bool in_body, kiln_diag *d)
 {
 	KILN_TRY(check_values(g, d));
 	KILN_TRY(check_inputs(g, d));
@@ -286,7 +354,7 @@ kiln_status kiln_graph_verify(const kiln_graph *g, kiln_diag *d)
 			st = kiln_diag_error(d, KILN_ERR_VERIFY, n, "another node has the same name");
 			break;
 		}
-		st = check_node(g, n, defined, d);
+		st = check_node(g, n, defined, in_body, d);
 		for (int k = 0; st == KILN_OK && k < n->n_outputs; k++)
 			defined[n->outputs[k]->id] = true;
 	}
@@ -303,4 +371,9 @@ kiln_status kiln_graph_verify(const kiln_graph *g, kiln_diag *d)
 	free(names.slots);
 	free(defined);
 	return st;
+}
+
+kiln_status kiln_graph_verify(const kiln_graph *g, kiln_diag *d)
+{
+	return verify_graph(g, g->parent != NULL, d);
 }

@@ -774,13 +774,20 @@ static kiln_status emit_op(kiln_onnx_ctx *c, const kiln_onnx_node *on, kiln_op o
 	return kiln_onnx_finish(c, n);
 }
 
+/* The op of an ONNX op_type: a row of ops.def, but never one of kiln's own
+ * (fusion), which a model naming it gets refused like any unknown op. */
+static bool onnx_op_lookup(const char *op_type, kiln_op *op)
+{
+	return kiln_op_lookup(op_type, op) && *op != KILN_OP_FUSION;
+}
+
 kiln_status kiln_onnx_emit(kiln_onnx_ctx *c, const kiln_onnx_node *on)
 {
 	kiln_op op;
 	if (kiln_onnx_is_default_domain(on->domain)) {
 		if (strcmp(on->op_type, "Constant") == 0)
 			return emit_constant(c, on);
-		if (kiln_op_lookup(on->op_type, &op))
+		if (onnx_op_lookup(on->op_type, &op))
 			return emit_op(c, on, op);
 		if (kiln_onnx_is_std_function(on->op_type))
 			return kiln_onnx_expand_std(c, on);
@@ -833,7 +840,7 @@ static kiln_status census_nodes(kiln_onnx_ctx *c, census *cs, Onnx__NodeProto **
 		const char *domain = KILN_ONNX_STR(np->domain);
 		kiln_op op;
 		if (kiln_onnx_is_default_domain(domain) &&
-		    (strcmp(op_type, "Constant") == 0 || kiln_op_lookup(op_type, &op) ||
+		    (strcmp(op_type, "Constant") == 0 || onnx_op_lookup(op_type, &op) ||
 		     kiln_onnx_is_std_function(op_type)))
 			continue;
 		const char *key = kiln_onnx_function_key(c, domain, op_type);
