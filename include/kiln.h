@@ -118,6 +118,31 @@ char *kiln_graph_print(const kiln_graph *g, const kiln_print_opts *opts);
 kiln_status kiln_graph_parse(const char *text, const char *filename,
                              kiln_graph **out, kiln_diag *d);
 
+/* ---- Graph passes (passes/) -------------------------------------------- */
+
+/* Rewrites g in place through a pipeline of graph passes. The -O level picks
+ * the pipeline (kiln_pipeline) unless `passes` names one; a pass that fails
+ * leaves g unusable (destroy it). */
+typedef struct kiln_opt_opts {
+	int opt_level;           /* 0..3: the pipeline when passes is NULL */
+	const char *passes;      /* comma-separated pass names, run in order */
+	const char *disable;     /* comma-separated pass names to skip */
+	const char *print_after; /* a pass name, or "all": call print after it */
+	bool verify_each;        /* run the verifier after every pass */
+	void (*print)(void *user, const char *pass, const kiln_graph *g);
+	void *print_user;
+} kiln_opt_opts;
+
+kiln_status kiln_optimize(kiln_graph *g, const kiln_opt_opts *opts, kiln_diag *d);
+/* Checks the level and every pass name in opts (KILN_ERR_INVALID_ARG naming
+ * the first unknown one) without running anything. */
+kiln_status kiln_opt_check(const kiln_opt_opts *opts, kiln_diag *d);
+/* The pass catalogue, for help texts: name and one-line description of
+ * pass i (NULL past the end), and the pipeline of an -O level. */
+const char *kiln_pass_name(int i);
+const char *kiln_pass_desc(int i);
+const char *kiln_pipeline(int opt_level);
+
 /* ---- ONNX import ----------------------------------------------------- */
 
 /* Pins the shape of a graph input with symbolic or unknown dims. */
@@ -196,6 +221,9 @@ typedef struct kiln_compile_opts {
 	/* Progress of long stages (may be NULL): stage name, done of total. */
 	void (*progress)(void *user, const char *stage, int done, int total);
 	void *progress_user;
+	/* Graph passes: NULL runs the -O level's pipeline (kiln_optimize). */
+	const char *passes;
+	const char *disable_passes;
 } kiln_compile_opts;
 
 typedef struct kiln_compile_stats {

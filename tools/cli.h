@@ -6,7 +6,13 @@
  *   cmd_inspect.c  kiln inspect: textual IR and a summary (ops, FLOPs, params)
  *   cmd_run.c      kiln run: the interpreter, or a compiled .so through
  *                  libkiln_rt, on .npy inputs
+ *   cmd_run_check.c  kiln run --check: compiled kernels against the
+ *                  interpreter, kernel by kernel
  *   cmd_compile.c  kiln compile: a model to a .so (+ header), .o, asm, LLVM IR
+ *   cmd_opt.c      kiln opt: graph passes over a model, the IR printed
+ *   cmd_bench.c    kiln bench: variants (unfused, fused) timed side by side
+ *   cmd_graph.c    kiln graph: the graph after the passes drawn with Graphviz,
+ *                  fusions as clusters
  *
  * Exit codes: 0 success, 1 an error in a file or while running (the message
  * names the file), 2 a usage error (bad flag or argument). */
@@ -33,6 +39,9 @@ typedef struct kiln_command {
 extern const kiln_command kiln_cmd_inspect;
 extern const kiln_command kiln_cmd_run;
 extern const kiln_command kiln_cmd_compile;
+extern const kiln_command kiln_cmd_opt;
+extern const kiln_command kiln_cmd_bench;
+extern const kiln_command kiln_cmd_graph;
 
 /* Prints "kiln: MESSAGE" and "Run 'kiln CMD --help' for usage." to stderr;
  * returns KILN_EXIT_USAGE. cmd NULL points at `kiln --help`. */
@@ -65,5 +74,20 @@ void kiln_cli_input_list(const kiln_graph *g, char *buf, size_t size);
  * exit code to return. */
 int kiln_cli_load(const char *cmd, const char *path, const kiln_cli_pins *pins,
                   kiln_graph **out);
+
+/* kiln run MODEL --check (cmd_run_check.c). */
+typedef struct kiln_cli_check_opts {
+	const char *model;
+	int opt_level;
+	int threads;       /* 0: the runtime's default */
+	double rtol, atol; /* f16/bf16 get at least rtol 1e-2 */
+	const char *dump_dir; /* NULL: no reproducer */
+} kiln_cli_check_opts;
+
+/* Compiles g's optimised graph with every kernel output exposed, runs it on
+ * inputs (one per graph input) and compares kernel by kernel with the
+ * interpreter; prints the report. Returns KILN_EXIT_OK when every kernel and
+ * output is within tolerance, KILN_EXIT_ERROR otherwise. */
+int kiln_cli_check(const kiln_cli_check_opts *o, const kiln_graph *g, const kiln_tensor *inputs);
 
 #endif

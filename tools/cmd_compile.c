@@ -10,7 +10,7 @@
 static const char help[] =
 	"usage: kiln compile MODEL -o OUT [--emit KIND[,KIND...]] [-O0|-O1|-O2|-O3]\n"
 	"                    [--target TRIPLE] [--cpu CPU] [--name IDENT] [--shape NAME=DIMS ...]\n"
-	"                    [--stats]\n"
+	"                    [--passes=a,b,...] [--disable-pass=a,...] [--stats]\n"
 	"\n"
 	"Compiles MODEL (.onnx, or textual IR ending in .kir) to native code. By\n"
 	"default OUT is a shared object exporting one symbol, kiln_model (see\n"
@@ -24,7 +24,11 @@ static const char help[] =
 	"  --emit KINDS         comma-separated: so (default, plus header), obj, asm,\n"
 	"                       llvm (textual LLVM IR after optimisation), header\n"
 	"  -O0 .. -O3           optimisation level (default -O2); -O0 runs one kernel per\n"
-	"                       op with LLVM's optimisations off, for debugging\n"
+	"                       op with LLVM's optimisations off, for debugging; -O1\n"
+	"                       folds BatchNormalization; -O2 also fuses (kiln opt\n"
+	"                       --list-passes shows each level's graph passes)\n"
+	"  --passes=a,b,...     run these graph passes instead of the level's pipeline\n"
+	"  --disable-pass=a,... skip these graph passes\n"
 	"  --target TRIPLE      x86_64-linux-gnu (default: the host) or aarch64-linux-gnu\n"
 	"  --cpu CPU            native (default), generic, x86-64-v2, x86-64-v3, x86-64-v4\n"
 	"  --name IDENT         C identifier for the header's macros and run function\n"
@@ -45,7 +49,7 @@ static const char *const emit_names[KILN_EMIT_COUNT] = {"so", "obj", "asm", "llv
 static const char *const emit_ext[KILN_EMIT_COUNT] = {".so", ".o", ".s", ".ll", ".h"};
 
 typedef struct compile_args {
-	const char *model, *out, *triple, *cpu, *name;
+	const char *model, *out, *triple, *cpu, *name, *passes, *disable;
 	int opt_level;
 	bool emit[KILN_EMIT_COUNT];
 	bool emit_given, stats;
@@ -101,6 +105,14 @@ static int parse_args(int argc, char **argv, compile_args *a)
 			int rc = parse_emit(a, value);
 			if (rc)
 				return rc;
+		} else if (kiln_cli_flag(argv, argc, &i, "--passes", &value)) {
+			if (!value)
+				return kiln_cli_usage("compile", "--passes needs a comma-separated list of passes");
+			a->passes = value;
+		} else if (kiln_cli_flag(argv, argc, &i, "--disable-pass", &value)) {
+			if (!value || !*value)
+				return kiln_cli_usage("compile", "--disable-pass needs a pass name");
+			a->disable = value;
 		} else if (kiln_cli_flag(argv, argc, &i, "--target", &value)) {
 			if (!value || !*value)
 				return kiln_cli_usage("compile", "--target needs a triple");
@@ -173,6 +185,15 @@ static int compile_main(int argc, char **argv)
 		kiln_cli_pins_free(&a.pins);
 		return rc < 0 ? KILN_EXIT_OK : rc;
 	}
+	/* pass names are checked before the model is read: a typo is a usage error */
+	kiln_opt_opts names = {.opt_level = a.opt_level, .passes = a.passes, .disable = a.disable};
+	kiln_diag check;
+	kiln_diag_init(&check, "kiln");
+	if (kiln_opt_check(&names, &check) != KILN_OK) {
+		kiln_cli_pins_free(&a.pins);
+		fprintf(stderr, "Run 'kiln compile --help' for usage.\n");
+		return KILN_EXIT_USAGE;
+	}
 	kiln_graph *g = NULL;
 	rc = kiln_cli_load("compile", a.model, &a.pins, &g);
 	kiln_cli_pins_free(&a.pins);
@@ -181,7 +202,8 @@ static int compile_main(int argc, char **argv)
 
 	progress pr = {.tty = isatty(2)};
 	kiln_compile_opts o = {.triple = a.triple, .cpu = a.cpu, .opt_level = a.opt_level,
-	                       .name = a.name, .progress = on_progress, .progress_user = &pr};
+	                       .name = a.name, .progress = on_progress, .progress_user = &pr,
+	                       .passes = a.passes, .disable_passes = a.disable};
 	kiln_diag d;
 	kiln_diag_init(&d, a.model);
 	kiln_compiled *c = NULL;

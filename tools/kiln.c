@@ -6,8 +6,11 @@
 #include <string.h>
 
 static const kiln_command *const commands[] = {
+	&kiln_cmd_bench,
 	&kiln_cmd_compile,
+	&kiln_cmd_graph,
 	&kiln_cmd_inspect,
+	&kiln_cmd_opt,
 	&kiln_cmd_run,
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof *commands)
@@ -16,9 +19,10 @@ static void print_help(void)
 {
 	printf("usage: kiln [--help] [--version] COMMAND [ARGS]\n"
 	       "\n"
-	       "kiln is an ahead-of-time compiler for ONNX models, in progress: today it\n"
-	       "imports ONNX models and textual IR (.kir), prints and summarises them, and\n"
-	       "runs them with its reference interpreter.\n"
+	       "kiln is an ahead-of-time compiler for ONNX models: it imports ONNX models\n"
+	       "and textual IR (.kir), optimises them with passes (BatchNorm folding, fusion)\n"
+	       "and compiles them to native shared objects that libkiln_rt runs; its\n"
+	       "reference interpreter runs any model too.\n"
 	       "\n"
 	       "commands:\n");
 	for (int i = 0; i < N_COMMANDS; i++)

@@ -104,6 +104,12 @@ kiln_status kiln_lower_reduce(const kiln_node *n, const kiln_cpu_target *t, kiln
                               kiln_diag *d);
 kiln_status kiln_lower_movement(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                 kiln_diag *d);
+/* Fusion nodes (lower.c dispatches on the kind). */
+kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                                     kiln_diag *d);
+/* Kind loop (lower_elementwise.c): the body as one kk_ew_program_f32. */
+kiln_status kiln_lower_fusion_loop(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                                   kiln_diag *d);
 
 #endif
 

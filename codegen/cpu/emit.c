@@ -157,7 +157,20 @@ kiln_status kiln_compile(const kiln_graph *g, const kiln_compile_opts *o, kiln_c
 	c->ctx = LLVMContextCreate();
 
 	double t0 = kiln_cpu_now();
-	st = kiln_cpu_build_module(c, g, o, d);
+	/* graph passes run on a copy: the caller's graph is theirs */
+	kiln_graph *opt = kiln_graph_clone(g, NULL);
+	if (!opt) {
+		st = kiln_diag_error(d, KILN_ERR_OOM, NULL, "out of memory copying the graph");
+		goto fail;
+	}
+	kiln_opt_opts oo = {.opt_level = o->opt_level, .passes = o->passes,
+	                    .disable = o->disable_passes};
+	st = kiln_optimize(opt, &oo, d);
+	if (!st)
+		st = kiln_graph_verify(opt, d);
+	if (!st)
+		st = kiln_cpu_build_module(c, opt, o, d);
+	kiln_graph_destroy(opt);
 	if (st)
 		goto fail;
 	double t1 = kiln_cpu_now();

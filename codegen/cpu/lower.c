@@ -3,7 +3,22 @@
  * says which op belongs to which. */
 #include "cpu.h"
 
+/* One kernel per fusion node; each kind has its own lowering. */
+static kiln_status lower_fusion(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                                kiln_diag *d)
+{
+	kiln_fusion_kind k = kiln_node_fusion_kind(n);
+	if (k == KILN_FUSION_OUTPUT)
+		return kiln_lower_fusion_output(n, t, c, d);
+	if (k == KILN_FUSION_LOOP)
+		return kiln_lower_fusion_loop(n, t, c, d);
+	return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
+	                       "the CPU backend has no lowering for a fusion of kind %s",
+	                       kiln_fusion_kind_name(k));
+}
+
 static const kiln_lower_fn lowerings[KILN_OP_COUNT] = {
+	[KILN_OP_FUSION] = lower_fusion,
 	[KILN_OP_CONV] = kiln_lower_linalg,
 	[KILN_OP_CONV_TRANSPOSE] = kiln_lower_linalg,
 	[KILN_OP_GEMM] = kiln_lower_linalg,
