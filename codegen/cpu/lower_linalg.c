@@ -11,6 +11,9 @@
 #include "cpu.h"
 #include "kk_params_linalg.h"
 
+#include <math.h>
+#include <string.h>
+
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t round_up(int64_t a, int64_t b) { return cdiv(a, b) * b; }
 
@@ -44,7 +47,7 @@ static void la_begin(kiln_kcall *c, int dtype)
 		c->ip[i] = 0;
 	c->ip[KK_LA_DTYPE] = dtype;
 	c->ip[KK_LA_T_A] = c->ip[KK_LA_T_B] = c->ip[KK_LA_T_C] = -1;
-	c->ip[KK_LA_T_BIAS] = c->ip[KK_LA_T_Y] = c->ip[KK_LA_T_SCRATCH] = -1;
+	c->ip[KK_LA_T_BIAS] = c->ip[KK_LA_T_Y] = c->ip[KK_LA_T_SCRATCH] = c->ip[KK_LA_T_RES] = -1;
 	c->n_fp = KK_LA_FP_COUNT;
 	for (int i = 0; i < KK_LA_FP_COUNT; i++)
 		c->fp[i] = 0.0;
@@ -76,16 +79,43 @@ static void la_blocks(kiln_kcall *c, int vl)
 	c->ip[KK_LA_NC] = nc;
 }
 
-/* Per-thread packing buffers of kk_gemm_f32 (must match gemm_task; B packed
- * from a Conv's phase planes may overrun its block by a vector). */
+/* Per-thread buffers of kk_gemm_f32 (must match gemm_run/gemm_task): the
+ * packed A and B blocks (packed from a Conv's phase planes they may overrun
+ * by a vector), and a transposed product's partial sums (one MC x NC block
+ * of micro-tiles). */
 static int64_t la_thread_scratch(const kiln_kcall *c, int vl)
 {
-	int64_t f = 0;
+	int64_t f = 0, mc = round_up(c->ip[KK_LA_MC], KK_GEMM_MR(vl));
 	if (c->ip[KK_LA_A_MODE] != KK_LA_OP_PACKED)
-		f += round_up(c->ip[KK_LA_MC], KK_GEMM_MR(vl)) * c->ip[KK_LA_KC];
+		f += mc * c->ip[KK_LA_KC] + vl;
 	if (c->ip[KK_LA_B_MODE] != KK_LA_OP_PACKED)
 		f += c->ip[KK_LA_KC] * c->ip[KK_LA_NC] + vl;
+	if (c->ip[KK_LA_TRANS])
+		f += mc * round_up(c->ip[KK_LA_NC], KK_GEMM_NR(vl));
 	return f * (int64_t)sizeof(float);
+}
+
+/* Time of a rows x cols product on the micro-kernel, in rows x lanes: rows
+ * go in MR tiles, where a short tile costs at least MR/3 rows (its few
+ * accumulator chains wait on the FMA latency), columns in whole vectors. */
+static int64_t la_tile_work(int64_t rows, int64_t cols, int vl)
+{
+	int64_t mr = KK_GEMM_MR(vl), rem = rows % mr;
+	int64_t r = rows - rem + (rem == 0 ? 0 : rem > mr / 3 ? rem : mr / 3);
+	return r * round_up(cols, vl);
+}
+
+/* Whether an m x n x k product with constant A (weights) runs faster as
+ * Y^T = B^T A^T (KK_LA_TRANS), with n as the micro-tile's rows: n small or
+ * far from a whole number of vectors (a 7x7 output has n = 49: 64 lanes
+ * computed for 49 in the usual orientation, 52 rows for 49 transposed).
+ * The transposed store is charged as 8/k of the work, and the work must
+ * drop by 10% (the transposed path has its own overheads: A packed per
+ * N block, partial sums in scratch; 14x14 outputs, 5% less work, measured
+ * no faster). */
+static bool la_prefer_trans(int64_t m, int64_t n, int64_t k, int vl)
+{
+	return k > 0 && la_tile_work(n, m, vl) * (k + 8) * 10 < la_tile_work(m, n, vl) * k * 9;
 }
 
 /* Packs `count` matrices (rows x depth, element (r, p) of matrix q at
@@ -337,6 +367,49 @@ static kiln_status conv_dtype(const kiln_node *n, int *dt, kiln_diag *d)
 	return KILN_OK;
 }
 
+/* Per (image, group): Y^T[os, mg] = im2col(X)^T W^T (KK_LA_TRANS), the
+ * output positions as the micro-tile's rows: A packed at run time from the
+ * phase planes (from X itself for a direct 1x1 Conv), the weights packed
+ * here as B. */
+static kiln_status lower_conv_trans(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                                    kiln_diag *d, const kiln_conv_geom *g, int64_t chan,
+                                    bool direct, const float *wc)
+{
+	int64_t k = g->cg * g->ks, nr = KK_GEMM_NR(t->vl);
+	c->fn = direct ? "kk_gemm_f32" : "kk_conv_f32";
+	c->ip[KK_LA_TRANS] = 1;
+	c->ip[KK_LA_M] = g->os;
+	c->ip[KK_LA_N] = g->mg;
+	c->ip[KK_LA_K] = k;
+	c->ip[KK_LA_A_MODE] = direct ? KK_LA_OP_STRIDED : KK_LA_OP_IM2COL;
+	c->ip[KK_LA_A_RS] = 1;
+	c->ip[KK_LA_A_CS] = g->is;
+	c->ip[KK_LA_B_RS] = 1;
+	c->ip[KK_LA_B_CS] = k;
+	c->ip[KK_LA_Y_RS] = g->os;
+	c->ip[KK_LA_T_A] = 0;
+	c->ip[KK_LA_T_B] = 1;
+	la_blocks(c, t->vl);
+	/* the partial sums of a block (MC x NC floats) stay within 128 KiB */
+	int64_t mc = c->ip[KK_LA_MC], ncap = 32768 / mc / nr * nr;
+	if (c->ip[KK_LA_NC] > ncap) {
+		ncap = ncap > nr ? ncap : nr;
+		c->ip[KK_LA_NC] = round_up(cdiv(g->mg, cdiv(g->mg, ncap)), nr);
+	}
+	int64_t bsz = packed_size(g->mg, k, nr);
+	if (direct) {
+		la_batch_dim(c, g->n, g->c * g->is, 0, g->m * g->os, 0);
+		la_batch_dim(c, g->group, g->cg * g->is, bsz, g->mg * g->os, g->mg);
+	} else {
+		la_batch_dim(c, g->group, g->cg * chan, bsz, g->mg * g->os, g->mg);
+		c->scratch_bytes = (g->c * chan + t->vl) * (int64_t)sizeof(float);
+		c->ip[KK_LA_T_SCRATCH] = n->n_inputs + 1;
+	}
+	KILN_TRY(la_pack_b(c, t->vl, 1, wc, g->group, g->mg * k, n, d));
+	c->thread_scratch_bytes = la_thread_scratch(c, t->vl);
+	return KILN_OK;
+}
+
 static kiln_status lower_conv(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                               kiln_diag *d)
 {
@@ -351,28 +424,51 @@ static kiln_status lower_conv(const kiln_node *n, const kiln_cpu_target *t, kiln
 	}
 	int64_t nph[3], q[3], chan = kk_la_phases(c->ip, nph, q);
 	if (g.cg == 1 && g.group == g.c && g.group > 1) {
-		/* per thread: tap offsets, then one channel's phase planes */
+		/* Bands of rb output rows whose window of the phase planes (ni x
+		 * rb + ext1 rows of q2 per plane) is about 16 KiB, so it stays in
+		 * L1 while read; bands of equal size. Per thread (dw_task): tap
+		 * offsets, the window (VL floats of slack per plane and after it),
+		 * the flat line (rb*q2 + VL) and its packed rows (rb*out2 + VL). */
 		c->fn = "kk_conv_dw_f32";
-		c->thread_scratch_bytes = g.ks * (int64_t)sizeof(int64_t) +
-		                          (chan + t->vl) * (int64_t)sizeof(float);
+		int64_t ni = (g.k[0] - 1) * g.dl[0] / g.s[0] + 1, ext1 = (g.k[1] - 1) * g.dl[1] / g.s[1];
+		int64_t nplanes = nph[0] * nph[1] * nph[2], row = nplanes * ni * q[2];
+		int64_t rb = row > 0 ? 4096 / row - ext1 : g.out[1];
+		rb = rb < 4 ? 4 : rb;
+		rb = rb < g.out[1] ? rb : g.out[1];
+		rb = rb > 0 ? cdiv(g.out[1], cdiv(g.out[1], rb)) : 1;
+		c->ip[KK_LA_MC] = rb;
+		int64_t floats = row * (rb + ext1) + nplanes * t->vl + rb * (q[2] + g.out[2]) + 3 * t->vl;
+		c->thread_scratch_bytes = g.ks * (int64_t)sizeof(int64_t) + floats * (int64_t)sizeof(float);
+		/* Direct (KK_LA_NC = 1): small 2-D planes, stride 1, the output
+		 * the input's size; per thread the taps' offsets and a mask per
+		 * output vector and tap. */
+		int64_t nvec = cdiv(g.os, t->vl);
+		if (g.in[0] == 1 && g.k[0] == 1 && g.out[0] == 1 && g.s[1] == 1 && g.s[2] == 1 &&
+		    g.out[1] == g.in[1] && g.out[2] == g.in[2] && nvec * g.ks <= 256) {
+			c->ip[KK_LA_NC] = 1;
+			c->thread_scratch_bytes += g.ks * (int64_t)sizeof(int64_t) +
+			                           nvec * g.ks * t->vl * (int64_t)sizeof(int32_t);
+		}
 		return KILN_OK;
 	}
 	/* Per (image, group): Y[mg, os] = W[mg, cg*ks] * im2col(X)[cg*ks, os]. */
 	int64_t k = g.cg * g.ks;
+	bool direct = g.ks == 1 && g.is == g.os;
+	for (int a = 0; a < 3; a++)
+		direct = direct && g.s[a] == 1 && g.pb[a] == 0;
+	const float *wc = const_f32(n->inputs[1]);
+	if (wc && la_prefer_trans(g.mg, g.os, k, t->vl))
+		return lower_conv_trans(n, t, c, d, &g, chan, direct, wc);
 	c->ip[KK_LA_M] = g.mg;
 	c->ip[KK_LA_N] = g.os;
 	c->ip[KK_LA_K] = k;
 	c->ip[KK_LA_A_RS] = k;
 	c->ip[KK_LA_A_CS] = 1;
 	c->ip[KK_LA_Y_RS] = g.os;
-	bool direct = g.ks == 1 && g.is == g.os;
-	for (int a = 0; a < 3; a++)
-		direct = direct && g.s[a] == 1 && g.pb[a] == 0;
 	c->ip[KK_LA_B_MODE] = direct ? KK_LA_OP_STRIDED : KK_LA_OP_IM2COL;
 	c->ip[KK_LA_B_RS] = g.is;
 	c->ip[KK_LA_B_CS] = 1;
 	la_blocks(c, t->vl);
-	const float *wc = const_f32(n->inputs[1]);
 	int64_t asz = wc ? packed_size(g.mg, k, KK_GEMM_MR(t->vl)) : g.mg * k;
 	if (direct) {
 		c->fn = "kk_gemm_f32";
@@ -439,4 +535,155 @@ kiln_status kiln_lower_linalg(const kiln_node *n, const kiln_cpu_target *t, kiln
 		return kiln_diag_error(d, KILN_ERR_INTERNAL, n, "%s is not a linalg op",
 		                       kiln_op_name(n->op));
 	}
+}
+
+/* ---- output fusion ----------------------------------------------------------- */
+
+/* Fusion slot of a body input (its position among the body's inputs). */
+static int body_slot(const kiln_graph *b, const kiln_value *v)
+{
+	for (int i = 0; i < b->n_inputs; i++)
+		if (b->inputs[i] == v)
+			return i;
+	return -1;
+}
+
+/* A body node's input that is a body input (a fusion operand), else NULL. */
+static bool operand_of(const kiln_graph *b, const kiln_value *v)
+{
+	return v && v->kind == KILN_VALUE_INPUT && body_slot(b, v) >= 0;
+}
+
+/* Scalar f32 bound of the body's Clip, or dflt when omitted. */
+static double clip_bound(const kiln_node *clip, int i, double dflt)
+{
+	const kiln_value *v = kiln_node_in(clip, i);
+	return v ? kiln_const_get_f64(v, 0) : dflt;
+}
+
+/* A bias vector b added to the product p's output y: [M] along dim 1 of a
+ * Conv with no bias, [N] along the last dim of a MatMul or a Gemm with no C
+ * (the rule of passes/fuse_output.c, checked again). */
+static bool fused_bias_ok(const kiln_node *p, const kiln_value *y, const kiln_value *b)
+{
+	const kiln_type *t = &b->type, *yt = &y->type;
+	if (t->dtype != KILN_DT_F32 || t->rank > yt->rank || yt->rank < 2)
+		return false;
+	int ch = p->op == KILN_OP_CONV ? 1 : yt->rank - 1, off = yt->rank - t->rank;
+	for (int i = 0; i < t->rank; i++)
+		if (t->dims[i] != (i + off == ch ? yt->dims[ch] : 1))
+			return false;
+	return ch - off >= 0 && kiln_type_numel(t) == yt->dims[ch] &&
+	       (p->op == KILN_OP_MATMUL || !kiln_node_in(p, 2));
+}
+
+/* A fusion node of kind output: body = product (Conv, Gemm or MatMul),
+ * then an optional Add of a bias vector along the output channel, then an
+ * optional Add of a residual with the product's shape, then an optional Relu
+ * or Clip with constant bounds (what passes/fuse_output.c makes). The product is lowered as if it were the node, on the fusion
+ * node's operands; the residual and the activation go into the kernel's
+ * epilogue (KK_LA_T_RES, KK_LA_ACT). */
+kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                                     kiln_diag *d)
+{
+	const kiln_graph *b = n->body;
+	const kiln_node *p = b->n_nodes ? b->nodes[0] : NULL, *add = NULL, *act = NULL;
+	int i = 1;
+	bool ok = p && (p->op == KILN_OP_CONV || p->op == KILN_OP_GEMM || p->op == KILN_OP_MATMUL) &&
+	          p->n_inputs <= 3 && n->n_outputs == 1 && b->n_outputs == 1;
+	for (int j = 0; ok && j < p->n_inputs; j++)
+		ok = !p->inputs[j] || operand_of(b, p->inputs[j]);
+	const kiln_value *cur = ok ? p->outputs[0] : NULL, *res = NULL, *bias = NULL;
+	/* [Add of a bias vector along the channel], then [Add of a residual] */
+	for (int pass = 0; pass < 2 && ok && i < b->n_nodes && b->nodes[i]->op == KILN_OP_ADD; pass++) {
+		add = b->nodes[i];
+		const kiln_value *other = add->inputs[0] == cur ? add->inputs[1] : add->inputs[0];
+		ok = (add->inputs[0] == cur || add->inputs[1] == cur) && operand_of(b, other) &&
+		     kiln_type_equal(&add->outputs[0]->type, &cur->type);
+		if (ok && kiln_type_equal(&other->type, &cur->type))
+			res = other;
+		else if (ok && pass == 0 && fused_bias_ok(p, cur, other))
+			bias = other;
+		else
+			break;
+		cur = add->outputs[0];
+		i++;
+		if (res)
+			break;
+	}
+	if (ok && i < b->n_nodes &&
+	    (b->nodes[i]->op == KILN_OP_RELU || b->nodes[i]->op == KILN_OP_CLIP)) {
+		act = b->nodes[i++];
+		ok = act->inputs[0] == cur;
+		for (int j = 1; ok && j < act->n_inputs; j++)
+			ok = !act->inputs[j] || (act->inputs[j]->kind == KILN_VALUE_CONST &&
+			                         act->inputs[j]->data &&
+			                         kiln_type_numel(&act->inputs[j]->type) == 1);
+		cur = act->outputs[0];
+	}
+	ok = ok && i == b->n_nodes && b->outputs[0] == cur && cur->type.dtype == KILN_DT_F32;
+	if (!ok)
+		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
+		                       "the CPU backend lowers an output fusion of an f32 Conv, Gemm or "
+		                       "MatMul followed by an optional bias Add, an optional residual "
+		                       "Add and an optional Relu or Clip; this body is not one");
+	/* the product as a node of the outer graph: the fusion's operands and output */
+	kiln_value *in[3] = {0};
+	int map[3];
+	for (int j = 0; j < p->n_inputs; j++) {
+		map[j] = p->inputs[j] ? body_slot(b, p->inputs[j]) : -1;
+		in[j] = map[j] >= 0 ? n->inputs[map[j]] : NULL;
+	}
+	kiln_node view = *p;
+	view.inputs = in;
+	view.outputs = n->outputs;
+	view.name = n->name;
+	view.origin = n->origin;
+	KILN_TRY(kiln_lower_linalg(&view, t, c, d));
+	if (strncmp(c->fn, "kk_gemm_f32", 12) && strncmp(c->fn, "kk_conv_f32", 12) &&
+	    strncmp(c->fn, "kk_conv_dw_f32", 15))
+		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "%s has no fused epilogue", c->fn);
+	/* slots: the product's inputs -> the fusion's, then output and scratch */
+	static const int fields[] = {KK_LA_T_A, KK_LA_T_B, KK_LA_T_C, KK_LA_T_BIAS, KK_LA_T_Y,
+	                             KK_LA_T_SCRATCH};
+	for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+		int64_t s = c->ip[fields[f]];
+		if (s < 0)
+			continue;
+		if (s < p->n_inputs)
+			c->ip[fields[f]] = map[s];
+		else
+			c->ip[fields[f]] = s - p->n_inputs + n->n_inputs;
+	}
+	const void *repl[3] = {0};
+	int64_t repl_bytes[3] = {0};
+	for (int j = 0; j < p->n_inputs; j++) {
+		repl[j] = c->repl[j];
+		repl_bytes[j] = c->repl_bytes[j];
+		c->repl[j] = NULL;
+		c->repl_bytes[j] = 0;
+	}
+	for (int j = 0; j < p->n_inputs; j++)
+		if (repl[j]) {
+			c->repl[map[j]] = repl[j];
+			c->repl_bytes[map[j]] = repl_bytes[j];
+		}
+	if (res)
+		c->ip[KK_LA_T_RES] = body_slot(b, res);
+	if (bias && p->op == KILN_OP_CONV) {
+		c->ip[KK_LA_T_BIAS] = body_slot(b, bias); /* one value per output channel */
+	} else if (bias) {
+		c->ip[KK_LA_T_C] = body_slot(b, bias); /* Y += 1 * C[j], every row */
+		c->ip[KK_LA_C_RS] = 0;
+		c->ip[KK_LA_C_CS] = 1;
+		c->fp[KK_LA_FP_BETA] = 1.0;
+	}
+	if (act && act->op == KILN_OP_RELU) {
+		c->ip[KK_LA_ACT] = KK_LA_ACT_RELU;
+	} else if (act) {
+		c->ip[KK_LA_ACT] = KK_LA_ACT_CLIP;
+		c->fp[KK_LA_FP_LO] = clip_bound(act, 1, -INFINITY);
+		c->fp[KK_LA_FP_HI] = clip_bound(act, 2, INFINITY);
+	}
+	return KILN_OK;
 }

@@ -16,10 +16,12 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "interp.h"
 #include "kharness.h"
+#include "kk_params_linalg.h"
 
 
 static kiln_graph *new_graph(void)
@@ -338,6 +340,107 @@ static void test_conv_2d(void **state)
 	                                       .bias = true});
 }
 
+/* Whether the lowering computes g's first node (a Conv) transposed. */
+static bool lowers_transposed(kiln_graph *g)
+{
+	typecheck(g, "transposed");
+	kiln_diag d;
+	kiln_diag_init(&d, NULL);
+	d.fn = NULL;
+	kiln_arena *arena = kiln_arena_create(NULL);
+	kiln_kcall *c = calloc(1, sizeof *c);
+	assert_true(arena && c);
+	c->arena = arena;
+	kiln_cpu_target target = {.vl = KK_VL, .arch = KILN_CPU_ARCH_X86_64};
+	assert_int_equal(kiln_cpu_lower(g->nodes[0], &target, c, &d), KILN_OK);
+	bool tr = c->ip[KK_LA_TRANS] != 0;
+	free(c);
+	kiln_arena_destroy(arena);
+	return tr;
+}
+
+/* Conv with few output positions and constant weights: Y^T = im2col^T W^T
+ * (KK_LA_TRANS). want: whether the lowering must choose it (-1: either). */
+static void trans_case(conv_spec s, int want)
+{
+	s.const_w = true;
+	kiln_graph *g = new_graph();
+	int64_t xd[5] = {s.n, s.c}, wd[5] = {s.m, s.c / s.group};
+	for (int i = 0; i < s.ns; i++) {
+		xd[2 + i] = s.in[i];
+		wd[2 + i] = s.k[i];
+	}
+	kiln_value *in[3] = {kh_input(g, KILN_DT_F32, 2 + s.ns, xd),
+	                     const_rand(g, KILN_DT_F32, 2 + s.ns, wd)};
+	int n_in = 2;
+	if (s.bias)
+		in[n_in++] = const_rand(g, KILN_DT_F32, SHAPE(s.m));
+	kiln_node *nd = add(g, KILN_OP_CONV, in, n_in);
+	if (s.group != 1)
+		kiln_node_set_int(g, nd, "group", s.group);
+	if (s.strides[0])
+		kiln_node_set_ints(g, nd, "strides", s.strides, s.ns);
+	if (s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3])
+		kiln_node_set_ints(g, nd, "pads", s.pads, 2 * s.ns);
+	char what[160];
+	snprintf(what, sizeof what, "transposed Conv n%lld c%lld m%lld g%lld in %lld k %lld",
+	         (long long)s.n, (long long)s.c, (long long)s.m, (long long)s.group,
+	         (long long)s.in[0], (long long)s.k[0]);
+	bool tr = lowers_transposed(g);
+	if (want >= 0 && tr != (want != 0)) {
+		kiln_graph_destroy(g);
+		fail_msg("%s: transposed %d, want %d", what, tr, want);
+	}
+	check(g, what, 1e-4, 2e-4);
+}
+
+static void test_conv_transposed_product(void **state)
+{
+	(void)state;
+	int v16 = KK_VL == 16 ? 1 : -1;
+	/* 7x7 output, K over two blocks, 2 images */
+	trans_case((conv_spec){.ns = 2, .n = 2, .c = 40, .m = 70, .group = 1, .in = {7, 7},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           -1);
+	/* direct 1x1 (A = X^T), K over two blocks, 2 images */
+	trans_case((conv_spec){.ns = 2, .n = 2, .c = 300, .m = 128, .group = 1, .in = {7, 7},
+	                       .k = {1, 1}, .bias = true},
+	           v16);
+	trans_case((conv_spec){.ns = 1, .n = 2, .c = 70, .m = 20, .group = 1, .in = {5},
+	                       .k = {1}, .bias = true},
+	           1);
+	/* stride 2 to 7x7, 1x1 */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 30, .m = 33, .group = 1, .in = {14, 13},
+	                       .k = {3, 3}, .strides = {2, 2}, .pads = {1, 1, 1, 1}},
+	           -1);
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 300, .m = 37, .group = 1, .in = {7, 7},
+	                       .k = {1, 1}, .bias = true},
+	           -1);
+	/* one output position */
+	trans_case((conv_spec){.ns = 2, .n = 2, .c = 7, .m = 30, .group = 1, .in = {5, 4},
+	                       .k = {5, 4}, .bias = true},
+	           1);
+	/* groups */
+	trans_case((conv_spec){.ns = 2, .n = 2, .c = 32, .m = 64, .group = 2, .in = {7, 7},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           v16);
+	/* the partial sums' bound splits N (600 channels), K over two blocks */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 40, .m = 600, .group = 1, .in = {7, 7},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           v16);
+	/* 14x14 (5% less work transposed) and 161 positions stay as they are */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 32, .m = 64, .group = 1, .in = {14, 14},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           0);
+	trans_case((conv_spec){.ns = 1, .n = 1, .c = 200, .m = 32, .group = 1, .in = {161},
+	                       .k = {1}, .bias = true},
+	           0);
+	/* large outputs stay in the usual orientation */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 8, .m = 64, .group = 1, .in = {16, 16},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}},
+	           0);
+}
+
 static void test_conv_auto_pad(void **state)
 {
 	(void)state;
@@ -451,6 +554,405 @@ static void test_conv_transpose(void **state)
 		                       .out_pad = {1, 0}, .bias = true, .const_w = true});
 }
 
+/* ---- fused residual and activation ---------------------------------------- */
+
+/* kharness runs nodes as the lowering leaves them; the fused epilogue
+ * (KK_LA_T_RES, KK_LA_ACT) is set by the graph fusion, so these cases lower
+ * the linalg node, patch the epilogue in, run the kernel with the residual as
+ * an extra tensor and compare with the interpreter's unfused
+ * node + Add + Relu/Clip. */
+
+typedef struct fz_pool {
+	int threads;
+	int64_t scratch_bytes;
+	unsigned char *scratch;
+} fz_pool;
+
+/* As kharness: chunks last first, each with its own thread scratch. */
+static void fz_parallel_for(void *pool, int64_t n, kiln_abi_task_fn fn, void *arg)
+{
+	fz_pool *p = pool;
+	int64_t chunks = n < p->threads ? n : p->threads;
+	for (int64_t c = chunks - 1; c >= 0; c--)
+		fn(arg, n * c / chunks, n * (c + 1) / chunks, p->scratch + c * p->scratch_bytes);
+}
+
+static void *fz_poisoned(int64_t bytes)
+{
+	void *p = malloc((size_t)(bytes > 0 ? bytes : 1));
+	assert_non_null(p);
+	memset(p, 0xff, (size_t)(bytes > 0 ? bytes : 1));
+	return p;
+}
+
+/* g: verified; lin (its first node) feeds Add(lin, res) and then the
+ * activation act (Relu, or Clip with constant bounds lo/hi) or nothing;
+ * the graph's one output is the last of these. */
+static void fused_check(kiln_graph *g, const kiln_node *lin, const kiln_value *res, int act,
+                        double lo, double hi, const char *what)
+{
+	kiln_diag d;
+	kiln_diag_init(&d, NULL);
+	d.fn = NULL;
+	kiln_dtype dt = lin->outputs[0]->type.dtype;
+	kiln_tensor in[8];
+	void *buf[64] = {0};
+	assert_true(g->n_inputs <= 8 && g->n_values <= 64);
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+	for (int i = 0; i < g->n_inputs; i++) {
+		kiln_value *v = g->inputs[i];
+		in[i] = (kiln_tensor){.type = v->type, .data = fz_poisoned(kiln_type_bytes(&v->type))};
+		buf[v->id] = in[i].data;
+		for (int64_t e = 0; e < kiln_type_numel(&v->type); e++) {
+			seed ^= seed << 13;
+			seed ^= seed >> 7;
+			seed ^= seed << 17;
+			double u = (double)(seed >> 11) / 9007199254740992.0 * 4.0 - 2.0;
+			if (kiln_dtype_is_float(v->type.dtype))
+				kiln_tensor_set_f64(&in[i], e, u);
+			else
+				kiln_tensor_set_i64(&in[i], e, (int64_t)(u < 0 ? u - 0.5 : u + 0.5));
+		}
+	}
+	kiln_interp *it = NULL;
+	assert_int_equal(kiln_interp_create(g, &it, &d), KILN_OK);
+	assert_int_equal(kiln_interp_run(it, in, g->n_inputs, &d), KILN_OK);
+	const kiln_tensor *ref = kiln_interp_output(it, 0);
+	kiln_arena *arena = kiln_arena_create(NULL);
+	kiln_kcall *c = calloc(1, sizeof *c);
+	assert_true(arena && c);
+	c->arena = arena;
+	kiln_cpu_target target = {.vl = KK_VL, .arch = KILN_CPU_ARCH_X86_64};
+	if (kiln_cpu_lower(lin, &target, c, &d) != KILN_OK)
+		fail_msg("%s: %s", what, d.last);
+	kk_fn fn = kh_kernel(c->fn);
+	assert_non_null(fn);
+	kiln_tensor got = {.type = lin->outputs[0]->type};
+	int64_t ybytes = kiln_type_bytes(&got.type);
+	char msg[256] = "";
+	for (int th = 1; th <= 3 && !msg[0]; th += 2) {
+		void *t[KILN_KCALL_MAX_T] = {0};
+		int nt = 0;
+		for (int i = 0; i < lin->n_inputs; i++, nt++) {
+			const kiln_value *v = lin->inputs[i];
+			t[nt] = c->repl[i] ? (void *)c->repl[i] : v->kind == KILN_VALUE_CONST ? v->data : buf[v->id];
+		}
+		t[nt++] = got.data = fz_poisoned(ybytes);
+		void *scratch = c->scratch_bytes ? fz_poisoned(c->scratch_bytes) : NULL;
+		if (scratch)
+			t[nt++] = scratch;
+		t[nt] = buf[res->id];
+		c->ip[KK_LA_T_RES] = nt;
+		c->ip[KK_LA_ACT] = act;
+		c->fp[KK_LA_FP_LO] = lo;
+		c->fp[KK_LA_FP_HI] = hi;
+		fz_pool pool = {.threads = th, .scratch_bytes = (c->thread_scratch_bytes + 63) / 64 * 64};
+		pool.scratch = fz_poisoned(pool.scratch_bytes * th);
+		kiln_abi_host host = {.version = KILN_ABI_VERSION, .n_threads = th, .pool = &pool,
+		                      .parallel_for = fz_parallel_for};
+		fn(c->ip, c->fp, t, &host);
+		double rtol = dt == KILN_DT_F32 ? 1e-4 : 0.0, atol = dt == KILN_DT_F32 ? 2e-4 : 0.0;
+		for (int64_t e = 0; e < kiln_type_numel(&got.type) && !msg[0]; e++) {
+			double a = kiln_tensor_get_f64(&got, e), b = kiln_tensor_get_f64(ref, e);
+			double diff = a > b ? a - b : b - a, mag = b < 0 ? -b : b;
+			if (!(diff <= atol + rtol * mag))
+				snprintf(msg, sizeof msg, "threads %d element %lld: kernel %.9g, interpreter %.9g",
+				         th, (long long)e, a, b);
+		}
+		free(got.data);
+		free(scratch);
+		free(pool.scratch);
+	}
+	free(c);
+	kiln_arena_destroy(arena);
+	kiln_interp_destroy(it);
+	for (int i = 0; i < g->n_inputs; i++)
+		free(in[i].data);
+	kiln_graph_destroy(g);
+	if (msg[0])
+		fail_msg("%s: %s", what, msg);
+}
+
+/* Appends Add(lin's output, new input R) and the activation, typechecks and
+ * checks; act: 0 none, 1 Relu, 2 Clip [-0.5, 1.5] (bounds as constants). */
+static void fused_tail(kiln_graph *g, kiln_node *lin, int act, const char *what)
+{
+	typecheck(g, what);
+	kiln_dtype dt = lin->outputs[0]->type.dtype;
+	const kiln_type *yt = &lin->outputs[0]->type;
+	kiln_value *r = kh_input(g, dt, yt->rank, yt->dims);
+	kiln_value *ai[2] = {lin->outputs[0], r};
+	kiln_node *sum = kiln_graph_add_node(g, KILN_OP_ADD, NULL, ai, 2, NULL, 1);
+	assert_non_null(sum);
+	kiln_node *last = sum;
+	double lo = -0.5, hi = 1.5;
+	if (act) {
+		kiln_value *xi[3] = {sum->outputs[0], NULL, NULL};
+		if (act == KK_LA_ACT_CLIP) {
+			kiln_type st = {.dtype = dt, .rank = 0};
+			kiln_value *b[2] = {kiln_graph_add_const(g, NULL, &st, NULL),
+			                    kiln_graph_add_const(g, NULL, &st, NULL)};
+			assert_true(b[0] && b[1]);
+			kiln_tensor tl = {.type = st, .data = b[0]->data}, thi = {.type = st, .data = b[1]->data};
+			kiln_tensor_set_f64(&tl, 0, lo);
+			kiln_tensor_set_f64(&thi, 0, hi);
+			xi[1] = b[0];
+			xi[2] = b[1];
+		}
+		last = kiln_graph_add_node(g, act == KK_LA_ACT_CLIP ? KILN_OP_CLIP : KILN_OP_RELU, NULL,
+		                           xi, act == KK_LA_ACT_CLIP ? 3 : 1, NULL, 1);
+		assert_non_null(last);
+	}
+	assert_int_equal(kiln_graph_add_output(g, last->outputs[0]), KILN_OK);
+	typecheck(g, what);
+	fused_check(g, lin, r, act, lo, hi, what);
+}
+
+static kiln_node *add_inner(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in)
+{
+	kiln_node *n = kiln_graph_add_node(g, op, NULL, ins, n_in, NULL, 1);
+	assert_non_null(n);
+	return n;
+}
+
+static void fused_conv(kiln_dtype dt, const conv_spec *s, int act)
+{
+	kiln_graph *g = new_graph();
+	int64_t xd[5] = {s->n, s->c}, wd[5] = {s->m, s->c / s->group};
+	for (int i = 0; i < s->ns; i++) {
+		xd[2 + i] = s->in[i];
+		wd[2 + i] = s->k[i];
+	}
+	kiln_value *in[3] = {kh_input(g, dt, 2 + s->ns, xd), operand(g, s->const_w, dt, 2 + s->ns, wd)};
+	int n_in = 2;
+	if (s->bias)
+		in[n_in++] = const_rand(g, dt, SHAPE(s->m));
+	kiln_node *nd = add_inner(g, KILN_OP_CONV, in, n_in);
+	if (s->group != 1)
+		kiln_node_set_int(g, nd, "group", s->group);
+	if (s->strides[0])
+		kiln_node_set_ints(g, nd, "strides", s->strides, s->ns);
+	if (s->pads[0] || s->pads[1] || s->pads[2] || s->pads[3])
+		kiln_node_set_ints(g, nd, "pads", s->pads, 2 * s->ns);
+	char what[160];
+	snprintf(what, sizeof what, "fused Conv %s c%lld m%lld g%lld in %lldx%lld k %lld s %lld act %d",
+	         kiln_dtype_name(dt), (long long)s->c, (long long)s->m, (long long)s->group,
+	         (long long)s->in[0], (long long)s->in[1], (long long)s->k[0],
+	         (long long)s->strides[0], act);
+	fused_tail(g, nd, act, what);
+}
+
+static void test_fused_conv(void **state)
+{
+	(void)state;
+	static const conv_spec specs[] = {
+		/* im2col through phase planes, 2 images */
+		{.ns = 2, .n = 2, .c = 5, .m = 13, .group = 1, .in = {9, 11}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		/* K over several blocks, weights at run time */
+		{.ns = 2, .n = 1, .c = 40, .m = 33, .group = 1, .in = {7, 7}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true},
+		/* 1x1 direct, groups, 2 images */
+		{.ns = 2, .n = 2, .c = 6, .m = 9, .group = 3, .in = {5, 7}, .k = {1, 1},
+		 .const_w = true},
+		/* late-layer shape (small N, many channels), stride 2 */
+		{.ns = 2, .n = 1, .c = 64, .m = 100, .group = 1, .in = {14, 14}, .k = {3, 3},
+		 .strides = {2, 2}, .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		{.ns = 2, .n = 2, .c = 300, .m = 37, .group = 1, .in = {7, 7}, .k = {1, 1},
+		 .bias = true, .const_w = true},
+		/* transposed products (KK_LA_TRANS): 1x1 and 3x3 with K over two
+		 * blocks (AVX-512), one output position (every VL) */
+		{.ns = 2, .n = 2, .c = 300, .m = 128, .group = 1, .in = {7, 7}, .k = {1, 1},
+		 .bias = true, .const_w = true},
+		{.ns = 2, .n = 1, .c = 40, .m = 600, .group = 1, .in = {7, 7}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		{.ns = 2, .n = 2, .c = 7, .m = 30, .group = 1, .in = {5, 4}, .k = {5, 4},
+		 .bias = true, .const_w = true},
+	};
+	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+		for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++)
+			fused_conv(KILN_DT_F32, &specs[i], act);
+	for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++) {
+		fused_conv(KILN_DT_F64, &specs[0], act);
+		fused_conv(KILN_DT_F16, &specs[2], act);
+	}
+}
+
+static void fused_gemm(kiln_dtype dt, kiln_op op, int64_t batch, int64_t m, int64_t n, int64_t k,
+                       bool const_b, bool with_c, int act)
+{
+	kiln_graph *g = new_graph();
+	kiln_value *in[3];
+	int n_in = 2;
+	if (batch > 1) {
+		in[0] = kh_input(g, dt, SHAPE(batch, m, k));
+		in[1] = operand(g, const_b, dt, SHAPE(k, n));
+	} else {
+		in[0] = kh_input(g, dt, SHAPE(m, k));
+		in[1] = operand(g, const_b, dt, SHAPE(k, n));
+	}
+	if (with_c)
+		in[n_in++] = const_rand(g, dt, SHAPE(n));
+	kiln_node *nd = add_inner(g, op, in, n_in);
+	if (op == KILN_OP_GEMM)
+		kiln_node_set_float(g, nd, "alpha", 0.5f);
+	char what[160];
+	snprintf(what, sizeof what, "fused %s %s %lldx%lldx%lldx%lld const %d c %d act %d",
+	         kiln_op_name(op), kiln_dtype_name(dt), (long long)batch, (long long)m, (long long)n,
+	         (long long)k, const_b, with_c, act);
+	fused_tail(g, nd, act, what);
+}
+
+static void test_fused_gemm(void **state)
+{
+	(void)state;
+	static const int64_t sz[][3] = {{1, 1, 1}, {17, 49, 300}, {100, 33, 70}, {1, 300, 40},
+	                                {260, 7, 600}, {5, 1, 9}};
+	for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
+		for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++) {
+			fused_gemm(KILN_DT_F32, KILN_OP_GEMM, 1, sz[i][0], sz[i][1], sz[i][2], act != 1,
+			           true, act);
+			fused_gemm(KILN_DT_F32, KILN_OP_MATMUL, 3, sz[i][0], sz[i][1], sz[i][2], act == 1,
+			           false, act);
+		}
+	fused_gemm(KILN_DT_F32, KILN_OP_GEMM, 1, 9, 10, 0, true, true, KK_LA_ACT_CLIP);
+	for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++) {
+		fused_gemm(KILN_DT_I32, KILN_OP_GEMM, 1, 7, 9, 5, false, true, act);
+		fused_gemm(KILN_DT_F64, KILN_OP_MATMUL, 2, 7, 9, 5, true, false, act);
+		fused_gemm(KILN_DT_BF16, KILN_OP_GEMM, 1, 4, 6, 3, false, false, act);
+	}
+}
+
+/* ---- depthwise Conv (kk_conv_dw_f32) --------------------------------------- */
+
+/* 3x3 pad 1 depthwise over odd plane sizes (flat bands for short rows,
+ * row blocks with shared rows, several bands at 112) and strides 1, 2
+ * (masked window fill, both width phases from one load) and 3 (general
+ * fill); rows and columns differ in size so a transposed index shows. */
+static void test_conv_dw_planes(void **state)
+{
+	(void)state;
+	static const int64_t sz[] = {1, 3, 5, 7, 17, 33, 112};
+	for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
+		for (int64_t st = 1; st <= 3; st++) {
+			int64_t h = sz[i], w = sz[i] < 100 ? 2 * sz[i] + 1 : sz[i];
+			conv_both(KILN_OP_CONV, KILN_DT_F32,
+			          (conv_spec){.ns = 2, .n = sz[i] < 100 ? 2 : 1, .c = 3, .m = 3, .group = 3,
+			                      .in = {h, w}, .k = {3, 3}, .strides = {st, st},
+			                      .pads = {1, 1, 1, 1}, .bias = st != 2});
+			conv_both(KILN_OP_CONV, KILN_DT_F32,
+			          (conv_spec){.ns = 2, .n = 1, .c = 2, .m = 2, .group = 2, .in = {w, h},
+			                      .k = {3, 3}, .strides = {st, st}, .pads = {1, 1, 1, 1},
+			                      .bias = true});
+		}
+}
+
+static void test_conv_dw_geometry(void **state)
+{
+	(void)state;
+	kiln_op op = KILN_OP_CONV;
+	/* dilation 2 with strides 1 and 2 (3x3 taps, but not the shared-row body) */
+	for (int64_t st = 1; st <= 2; st++)
+		conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3,
+		                                       .in = {17, 33}, .k = {3, 3}, .strides = {st, st},
+		                                       .dil = {2, 2}, .pads = {2, 2, 2, 2}, .bias = true});
+	/* asymmetric pads, stride 2 in one axis only */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 2, .c = 4, .m = 4, .group = 4,
+	                                       .in = {15, 22}, .k = {3, 3}, .strides = {1, 2},
+	                                       .pads = {0, 2, 1, 0}, .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3,
+	                                       .in = {14, 14}, .k = {3, 3}, .strides = {2, 1},
+	                                       .pads = {1, 0, 2, 1}});
+	/* pads wider than a vector, kernel 5x3, channel multiplier 3 */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 2, .m = 6, .group = 2,
+	                                       .in = {9, 40}, .k = {5, 3}, .pads = {0, 20, 3, 17},
+	                                       .bias = true});
+	/* one column, one row */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 2, .c = 3, .m = 3, .group = 3,
+	                                       .in = {19, 1}, .k = {3, 3}, .pads = {1, 1, 1, 1}});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3,
+	                                       .in = {1, 50}, .k = {1, 3}, .strides = {1, 2},
+	                                       .pads = {0, 1, 0, 1}, .bias = true});
+	/* many bands of few rows each (wide rows), 3 threads over bands */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 2, .m = 2, .group = 2,
+	                                       .in = {61, 300}, .k = {3, 3}, .pads = {1, 1, 1, 1},
+	                                       .bias = true});
+	/* MobileNet's late layers: many small planes split over threads */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 96, .m = 96, .group = 96,
+	                                       .in = {7, 7}, .k = {3, 3}, .pads = {1, 1, 1, 1},
+	                                       .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 2, .n = 1, .c = 40, .m = 40, .group = 40,
+	                                       .in = {14, 14}, .k = {3, 3}, .strides = {2, 2},
+	                                       .pads = {1, 1, 1, 1}, .bias = true});
+	/* 1-D: long rows (one band row), stride 2 with dilation */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 1, .n = 2, .c = 3, .m = 3, .group = 3,
+	                                       .in = {1000}, .k = {3}, .strides = {2}, .dil = {2},
+	                                       .pads = {3, 0}, .bias = true});
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 1, .n = 1, .c = 5, .m = 10, .group = 5,
+	                                       .in = {6}, .k = {7}, .pads = {3, 3}});
+	/* 3-D: depth taps and depth stride (window depth rows) */
+	conv_both(op, KILN_DT_F32, (conv_spec){.ns = 3, .n = 1, .c = 3, .m = 3, .group = 3,
+	                                       .in = {7, 9, 17}, .k = {3, 3, 3}, .strides = {2, 1, 2},
+	                                       .dil = {1, 2, 1}, .pads = {1, 1, 2, 1, 2, 0},
+	                                       .bias = true});
+}
+
+/* Depthwise Conv + Add(residual) + activation, fused into the kernel's
+ * epilogue (flat bands, row blocks with partial last vectors, bands). */
+static void dw_fused(const conv_spec *s, int act)
+{
+	kiln_graph *g = new_graph();
+	int64_t xd[5] = {s->n, s->c}, wd[5] = {s->m, 1};
+	for (int i = 0; i < s->ns; i++) {
+		xd[2 + i] = s->in[i];
+		wd[2 + i] = s->k[i];
+	}
+	kiln_value *in[3] = {kh_input(g, KILN_DT_F32, 2 + s->ns, xd),
+	                     operand(g, s->const_w, KILN_DT_F32, 2 + s->ns, wd)};
+	int n_in = 2;
+	if (s->bias)
+		in[n_in++] = const_rand(g, KILN_DT_F32, SHAPE(s->m));
+	kiln_node *nd = add_inner(g, KILN_OP_CONV, in, n_in);
+	kiln_node_set_int(g, nd, "group", s->group);
+	if (s->strides[0])
+		kiln_node_set_ints(g, nd, "strides", s->strides, s->ns);
+	if (s->dil[0])
+		kiln_node_set_ints(g, nd, "dilations", s->dil, s->ns);
+	kiln_node_set_ints(g, nd, "pads", s->pads, 2 * s->ns);
+	char what[160];
+	snprintf(what, sizeof what, "fused depthwise Conv c%lld m%lld in %lldx%lld s %lld act %d",
+	         (long long)s->c, (long long)s->m, (long long)s->in[0], (long long)s->in[1],
+	         (long long)s->strides[0], act);
+	fused_tail(g, nd, act, what);
+}
+
+static void test_fused_conv_dw(void **state)
+{
+	(void)state;
+	static const conv_spec specs[] = {
+		{.ns = 2, .n = 2, .c = 5, .m = 5, .group = 5, .in = {7, 7}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		{.ns = 2, .n = 1, .c = 6, .m = 6, .group = 6, .in = {14, 14}, .k = {3, 3},
+		 .strides = {2, 2}, .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		{.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3, .in = {33, 17}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}},
+		{.ns = 2, .n = 1, .c = 2, .m = 4, .group = 2, .in = {112, 112}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		{.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3, .in = {11, 23}, .k = {5, 3},
+		 .strides = {3, 3}, .dil = {1, 2}, .pads = {2, 0, 1, 3}, .bias = true},
+		{.ns = 2, .n = 1, .c = 2, .m = 2, .group = 2, .in = {1, 1}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true},
+		/* row blocks whose last vectors are partial (through a tile) */
+		{.ns = 2, .n = 2, .c = 3, .m = 3, .group = 3, .in = {22, 37}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
+		{.ns = 2, .n = 1, .c = 3, .m = 3, .group = 3, .in = {30, 50}, .k = {3, 3},
+		 .strides = {2, 2}, .pads = {1, 1, 1, 1}},
+	};
+	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+		for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++)
+			dw_fused(&specs[i], act);
+}
+
 /* ---- lowering errors ------------------------------------------------------ */
 
 static void test_lowering_errors(void **state)
@@ -486,11 +988,17 @@ int main(void)
 		cmocka_unit_test(test_matmul_f32),
 		cmocka_unit_test(test_matmul_dtypes),
 		cmocka_unit_test(test_conv_2d),
+		cmocka_unit_test(test_conv_transposed_product),
 		cmocka_unit_test(test_conv_auto_pad),
 		cmocka_unit_test(test_conv_depthwise),
 		cmocka_unit_test(test_conv_1d_3d),
 		cmocka_unit_test(test_conv_dtypes),
 		cmocka_unit_test(test_conv_transpose),
+		cmocka_unit_test(test_fused_conv),
+		cmocka_unit_test(test_fused_gemm),
+		cmocka_unit_test(test_conv_dw_planes),
+		cmocka_unit_test(test_conv_dw_geometry),
+		cmocka_unit_test(test_fused_conv_dw),
 		cmocka_unit_test(test_lowering_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,10 +37,10 @@ typedef struct la_geo {
 
 typedef struct la_gemm {
 	int64_t m, n, k, mc, kc, nc;
-	int a_mode, b_mode, act, dtype, kind;
+	int a_mode, b_mode, act, dtype, kind, trans;
 	int64_t a_rs, a_cs, b_rs, b_cs, y_rs, c_rs, c_cs;
 	double alpha, beta, lo, hi;
-	const void *a, *b, *c, *bias;
+	const void *a, *b, *c, *bias, *res;
 	void *y;
 	int rank;
 	int64_t bd[KK_LA_MAX_BATCH][KK_LA_BD_COUNT];
@@ -48,7 +48,7 @@ typedef struct la_gemm {
 	la_geo geo;
 	int64_t mpad, npad;
 	/* run-time partition (gemm_run) */
-	int64_t n_ic, n_jc, split, a_scratch;
+	int64_t n_ic, n_jc, split, a_scratch, b_scratch;
 } la_gemm;
 
 static const void *slot(void *const *t, int64_t i)
@@ -76,6 +76,7 @@ static void la_parse(la_gemm *g, const int64_t *ip, const double *fp, void *cons
 	g->c_rs = ip[KK_LA_C_RS];
 	g->c_cs = ip[KK_LA_C_CS];
 	g->act = (int)ip[KK_LA_ACT];
+	g->trans = (int)ip[KK_LA_TRANS];
 	g->alpha = fp[KK_LA_FP_ALPHA];
 	g->beta = fp[KK_LA_FP_BETA];
 	g->lo = fp[KK_LA_FP_LO];
@@ -84,6 +85,7 @@ static void la_parse(la_gemm *g, const int64_t *ip, const double *fp, void *cons
 	g->b = slot(t, ip[KK_LA_T_B]);
 	g->c = slot(t, ip[KK_LA_T_C]);
 	g->bias = slot(t, ip[KK_LA_T_BIAS]);
+	g->res = slot(t, ip[KK_LA_T_RES]);
 	g->y = (void *)slot(t, ip[KK_LA_T_Y]);
 	la_geo *q = &g->geo;
 	q->n = ip[KK_LA_CONV_N];
@@ -130,7 +132,11 @@ static void batch_offsets(const la_gemm *g, int64_t bi, int64_t off[4])
 
 /* ---- f32 GEMM: packing --------------------------------------------------- */
 
-/* Rows [i0, i0+mc) and depth [p0, p0+kc) of a strided A as MR-row panels. */
+/* Rows [i0, i0+mc) and depth [p0, p0+kc) of a strided A as MR-row panels.
+ * Columns of A that are contiguous (a transposed 1x1 Conv: A = X^T) are
+ * copied as whole vectors: the excess lands on the next panel row, written
+ * later, or on the buffer's VL floats of slack, and a panel's rows past the
+ * matrix are never read by the micro-kernel (mr = the rows left). */
 static void pack_a(const la_gemm *g, const float *a, int64_t i0, int64_t mc, int64_t p0,
                    int64_t kc, float *dst)
 {
@@ -138,6 +144,21 @@ static void pack_a(const la_gemm *g, const float *a, int64_t i0, int64_t mc, int
 		int64_t rows = la_min(KK_MR, mc - ip);
 		float *d = dst + ip * kc;
 		const float *src = a + (i0 + ip) * g->a_rs + p0 * g->a_cs;
+		if (g->a_rs == 1 && g->a_cs >= g->m) {
+			/* whole vectors while they end inside A: element (i, p) at
+			 * i + p*A_CS, the last at (K-1)*A_CS + M-1 */
+			int64_t vend = la_cdiv(rows, KK_VL) * KK_VL;
+			int64_t lim = (g->k - 1) * g->a_cs + g->m - (i0 + ip) - vend;
+			int64_t pend = lim < 0 ? 0 : la_min(kc, lim / g->a_cs - p0 + 1);
+			int64_t p = 0;
+			for (; p < pend; p++)
+				for (int64_t e = 0; e < rows; e += KK_VL)
+					kk_store(d + p * KK_MR + e, kk_load(src + p * g->a_cs + e));
+			for (; p < kc; p++)
+				for (int64_t i = 0; i < rows; i++)
+					d[p * KK_MR + i] = src[p * g->a_cs + i];
+			continue;
+		}
 		for (int64_t p = 0; p < kc; p++) {
 			const float *s = src + p * g->a_cs;
 			for (int64_t i = 0; i < rows; i++)
@@ -218,29 +239,34 @@ static inline void la_zero_row(float *row, int64_t n, bool spill)
 		row[l] = 0.0f;
 }
 
-/* Fills one channel's phase planes (kk_params_linalg.h) from its input
- * plane x: zero where the padded index falls outside the input. With
- * spill, rows are written as whole vectors, up to VL-1 floats past their
- * end, which the next row (or VL floats of slack) takes: only for a
- * buffer no other thread writes. */
-static void phase_fill(const la_geo *q, const float *x, float *dst, bool spill)
+/* Fills depth rows [i0, i0+ni) and height rows [j0, j0+nj) of one
+ * channel's phase planes (kk_params_linalg.h) from its input plane x into
+ * dst, where phase plane k starts at k*plane and holds ni x nrow rows of
+ * q2 floats (row (i, j) at ((i-i0)*nrow + j-j0)*q2): zero where the padded
+ * index falls outside the input. Reads end before xend (>= the end of x's
+ * plane). With spill, rows are written as whole vectors, up to VL-1 floats
+ * past their end, which the next row (or VL floats of slack) takes: only
+ * for a buffer no other thread writes. */
+static void phase_fill_win(const la_geo *q, const float *x, const float *xend, float *dst,
+                           int64_t plane, int64_t i0, int64_t ni, int64_t j0, int64_t nj,
+                           int64_t nrow, bool spill)
 {
 	int64_t s2 = q->s[2], q2 = q->q[2];
 	for (int64_t rd = 0; rd < q->nph[0]; rd++)
 		for (int64_t rh = 0; rh < q->nph[1]; rh++)
 			for (int64_t rw = 0; rw < q->nph[2]; rw++) {
-				float *pl = dst + ((rd * q->nph[1] + rh) * q->nph[2] + rw) * q->plane;
+				float *pl = dst + ((rd * q->nph[1] + rh) * q->nph[2] + rw) * plane;
 				/* columns l whose input column l*s2 + off lies in [0, in2) */
 				int64_t off = rw - q->pb[2];
 				int64_t l0 = off >= 0 ? 0 : la_cdiv(-off, s2);
 				int64_t l1 = q->in[2] - off <= 0 ? 0 : la_cdiv(q->in[2] - off, s2);
 				l1 = la_min(l1, q2);
 				l0 = la_min(l0, l1);
-				for (int64_t i = 0; i < q->q[0]; i++) {
+				for (int64_t i = i0; i < i0 + ni; i++) {
 					int64_t id = i * q->s[0] + rd - q->pb[0];
-					for (int64_t j = 0; j < q->q[1]; j++) {
+					for (int64_t j = j0; j < j0 + nj; j++) {
 						int64_t ih = j * q->s[1] + rh - q->pb[1];
-						float *row = pl + (i * q->q[1] + j) * q2;
+						float *row = pl + ((i - i0) * nrow + j - j0) * q2;
 						if (id < 0 || id >= q->in[0] || ih < 0 || ih >= q->in[1]) {
 							la_zero_row(row, q2, spill);
 							continue;
@@ -248,11 +274,17 @@ static void phase_fill(const la_geo *q, const float *x, float *dst, bool spill)
 						const float *src = x + (id * q->in[1] + ih) * q->in[2] + off;
 						la_zero_row(row, l0, spill);
 						la_gather_row(row + l0, src + l0 * s2, l1 - l0, s2,
-						              x + q->is - (src + l0 * s2), spill);
+						              xend - (src + l0 * s2), spill);
 						la_zero_row(row + l1, q2 - l1, spill);
 					}
 				}
 			}
+}
+
+/* All of one channel's phase planes (layout in kk_params_linalg.h). */
+static void phase_fill(const la_geo *q, const float *x, float *dst, bool spill)
+{
+	phase_fill_win(q, x, x + q->is, dst, q->plane, 0, q->q[0], 0, q->q[1], q->q[1], spill);
 }
 
 /* Element offset of tap `tap` in a channel's phase planes, output (0,0,0). */
@@ -270,21 +302,22 @@ static int64_t phase_tap(const la_geo *q, int64_t tap)
 
 /* The same block of B = im2col(x) for a Conv, read from the phase planes tb
  * (channel c at c*chan): B[p, j] with p = (channel, kernel tap) and j the
- * flat output position. Within an output row a tap reads a contiguous run
- * of one plane, so each panel row is a few runs, copied as whole vectors. A
- * copy may write up to VL-1 floats past its run: panels are filled in order
- * (panel, row, run), so the excess lands on floats written later (the
- * buffer and tb carry VL floats of slack). */
-static void pack_b_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t kc, int64_t j0,
-                        int64_t nc, float *dst)
+ * flat output position, in panels w columns wide (NR; MR for the A panels
+ * of a transposed product, A = B^T). Within an output row a tap reads a
+ * contiguous run of one plane, so each panel row is a few runs, copied as
+ * whole vectors. A copy may write up to VL-1 floats past its run: panels
+ * are filled in order (panel, row, run), so the excess lands on floats
+ * written later (the buffer and tb carry VL floats of slack). */
+static void pack_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t kc, int64_t j0,
+                      int64_t nc, int64_t w, float *dst)
 {
 	const la_geo *q = &g->geo;
 	int64_t toff[KK_GEMM_KC_MAX(KK_VL)];
 	for (int64_t p = 0; p < kc; p++)
 		toff[p] = (p0 + p) / q->ks * q->chan + phase_tap(q, (p0 + p) % q->ks);
 	int64_t run_col[KK_NR], run_len[KK_NR], run_src[KK_NR];
-	for (int64_t jp = 0; jp < nc; jp += KK_NR) {
-		int64_t cols = la_min(KK_NR, nc - jp), j = j0 + jp;
+	for (int64_t jp = 0; jp < nc; jp += w) {
+		int64_t cols = la_min(w, nc - jp), j = j0 + jp;
 		int64_t ow = j % q->out[2], oh = j / q->out[2] % q->out[1];
 		int64_t od = j / (q->out[1] * q->out[2]);
 		int nrun = 0;
@@ -304,7 +337,7 @@ static void pack_b_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t k
 			}
 		}
 		float *d = dst + jp * kc;
-		for (int64_t p = 0; p < kc; p++, d += KK_NR) {
+		for (int64_t p = 0; p < kc; p++, d += w) {
 			const float *src = tb + toff[p];
 			for (int r = 0; r < nrun; r++) {
 				const float *sr = src + run_src[r];
@@ -314,7 +347,7 @@ static void pack_b_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t k
 				for (int64_t v = KK_VL; v < run_len[r]; v += KK_VL)
 					kk_store(dr + v, kk_load(sr + v));
 			}
-			for (int64_t v = cols; v < KK_NR; v += KK_VL)
+			for (int64_t v = cols; v < w; v += KK_VL)
 				kk_store(d + v, (kk_vf){0});
 		}
 	}
@@ -322,13 +355,65 @@ static void pack_b_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t k
 
 /* ---- f32 GEMM: micro-kernel ---------------------------------------------- */
 
+/* ukr_body for tiles of fewer than 8 vectors (GEMV-like rows): that few
+ * accumulator chains would wait on the FMA latency, so u interleaved sets
+ * of sums over p (u*mr*nv >= 8 chains), added at the end. */
+static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int u, int64_t kc,
+                                                           const float *restrict a,
+                                                           const float *restrict b,
+                                                           kk_vf *restrict out)
+{
+	kk_vf acc[4][4][KK_NV];
+#pragma GCC unroll 4
+	for (int s = 0; s < u; s++)
+#pragma GCC unroll 4
+		for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+			for (int v = 0; v < nv; v++)
+				acc[s][i][v] = (kk_vf){0};
+	int64_t p = 0;
+	for (; p + u <= kc; p += u)
+#pragma GCC unroll 4
+		for (int s = 0; s < u; s++)
+#pragma GCC unroll 4
+			for (int i = 0; i < mr; i++) {
+				kk_vf av = la_splat(a[(p + s) * KK_MR + i]);
+#pragma GCC unroll 4
+				for (int v = 0; v < nv; v++)
+					acc[s][i][v] += av * kk_load(b + (p + s) * KK_NR + v * KK_VL);
+			}
+	for (; p < kc; p++)
+#pragma GCC unroll 4
+		for (int i = 0; i < mr; i++) {
+			kk_vf av = la_splat(a[p * KK_MR + i]);
+#pragma GCC unroll 4
+			for (int v = 0; v < nv; v++)
+				acc[0][i][v] += av * kk_load(b + p * KK_NR + v * KK_VL);
+		}
+#pragma GCC unroll 4
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < nv; v++) {
+			kk_vf x = acc[0][i][v];
+#pragma GCC unroll 4
+			for (int s = 1; s < u; s++)
+				x += acc[s][i][v];
+			out[i * KK_NV + v] = x;
+		}
+}
+
 /* out[i*NV + v] = sum_p a[p*MR + i] * b[p*NR + v*VL ..] for i < mr, v < nv.
- * Inlined with constant mr/nv so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64_t kc,
+ * Inlined with constant mr/nv so the accumulators live in registers; pfb:
+ * prefetch B too. */
+static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int pfb, int64_t kc,
                                                           const float *restrict a,
                                                           const float *restrict b,
                                                           kk_vf *restrict out)
 {
+	if (mr * nv < 8 && mr <= 4) {
+		ukr_short(mr, nv, mr * nv >= 4 ? 2 : 4, kc, a, b, out);
+		return;
+	}
 	kk_vf acc[KK_MR][KK_NV];
 #pragma GCC unroll 16
 	for (int i = 0; i < mr; i++)
@@ -340,6 +425,9 @@ static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64
 		 * per tile row); short ones (GEMV) are not worth the slot */
 		if (mr == KK_MR)
 			__builtin_prefetch(a + (p + 24) * KK_MR);
+		if (pfb)
+			for (int v = 0; v < nv; v++)
+				__builtin_prefetch(b + (p + 32) * KK_NR + v * KK_VL);
 		kk_vf bv[KK_NV];
 #pragma GCC unroll 4
 		for (int v = 0; v < nv; v++)
@@ -364,7 +452,7 @@ typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, kk_vf *out);
 #define KK_UKR(R, V)                                                                  \
 	static void ukr_##R##_##V(int64_t kc, const float *a, const float *b, kk_vf *out) \
 	{                                                                                 \
-		ukr_body(R, V, kc, a, b, out);                                                \
+		ukr_body(R, V, 0, kc, a, b, out);                                             \
 	}
 #define KK_UKR_ROW(R) KK_UKR(R, 1) KK_UKR(R, 2)
 #define KK_UKR_ENT(R) {ukr_##R##_1, ukr_##R##_2},
@@ -394,6 +482,20 @@ static const ukr_fn ukr_tab[KK_MR][KK_NV] = {
 #endif
 };
 
+/* Full-height tiles that prefetch B as well, for the first tile of each B
+ * panel in a transposed product: its B (the weights) streams from memory. */
+static void ukr_pfb_1(int64_t kc, const float *a, const float *b, kk_vf *out)
+{
+	ukr_body(KK_MR, 1, 1, kc, a, b, out);
+}
+
+static void ukr_pfb_2(int64_t kc, const float *a, const float *b, kk_vf *out)
+{
+	ukr_body(KK_MR, 2, 1, kc, a, b, out);
+}
+
+static const ukr_fn ukr_pfb[KK_NV] = {ukr_pfb_1, ukr_pfb_2};
+
 /* ---- f32 GEMM: epilogue and driver --------------------------------------- */
 
 static inline kk_vf act_v(const la_gemm *g, kk_vf x)
@@ -418,9 +520,10 @@ static inline float act_s(const la_gemm *g, float x)
 
 /* Writes an mr x nr tile at (i0, j0): the raw sum for a first K block,
  * adds the previous blocks' sum after it, and applies the epilogue on the
- * last block. */
-static void tile_store(const la_gemm *g, float *y, const float *bias, const kk_vf *acc,
-                       int64_t i0, int64_t j0, int mr, int64_t nr, int first, int last)
+ * last block (res: the residual at Y's offsets, or NULL). */
+static void tile_store(const la_gemm *g, float *y, const float *bias, const float *res,
+                       const kk_vf *acc, int64_t i0, int64_t j0, int mr, int64_t nr, int first,
+                       int last)
 {
 	const float *c = g->c;
 	kk_vf alpha = kk_splat((float)g->alpha), beta = kk_splat((float)g->beta);
@@ -445,6 +548,10 @@ static void tile_store(const la_gemm *g, float *y, const float *bias, const kk_v
 					                    : kk_load_n(cr + v * KK_VL, jn);
 					x += beta * cv;
 				}
+				if (res) {
+					const float *rp = res + (yp - y);
+					x += full ? kk_load(rp) : kk_load_n(rp, jn);
+				}
 				x = act_v(g, x);
 			}
 			if (full)
@@ -455,17 +562,112 @@ static void tile_store(const la_gemm *g, float *y, const float *bias, const kk_v
 	}
 }
 
+/* Interleaves the low (zip_lo) or high (zip_hi) halves of a and b. */
+static inline kk_vf la_zip_lo(kk_vf a, kk_vf b)
+{
+#if KK_VL == 16
+	return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+#elif KK_VL == 8
+	return __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+#else
+	return __builtin_shufflevector(a, b, 0, 4, 1, 5);
+#endif
+}
+
+static inline kk_vf la_zip_hi(kk_vf a, kk_vf b)
+{
+#if KK_VL == 16
+	return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15,
+	                               31);
+#elif KK_VL == 8
+	return __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+#else
+	return __builtin_shufflevector(a, b, 2, 6, 3, 7);
+#endif
+}
+
+/* Transposes the VL x VL block r[row][lane] in place: log2(VL) rounds of
+ * r'[2i] = zip_lo(r[i], r[i + VL/2]), r'[2i+1] = zip_hi(...). */
+static inline __attribute__((always_inline)) void la_transpose(kk_vf *r)
+{
+	for (int round = 1; round < KK_VL; round *= 2) {
+		kk_vf n[KK_VL];
+#pragma GCC unroll 8
+		for (int i = 0; i < KK_VL / 2; i++) {
+			n[2 * i] = la_zip_lo(r[i], r[i + KK_VL / 2]);
+			n[2 * i + 1] = la_zip_hi(r[i], r[i + KK_VL / 2]);
+		}
+#pragma GCC unroll 16
+		for (int i = 0; i < KK_VL; i++)
+			r[i] = n[i];
+	}
+}
+
+/* tile_store for a transposed product (KK_LA_TRANS): the partial sums of
+ * the K blocks stay in the tile's slot of the thread's buffer `part` (in
+ * register layout), and only the last block writes Y, each column j of the
+ * tile (a vector after a VL x VL transpose) as mr contiguous floats of Y's
+ * row j. room: the rows from i0 on that this task writes later (the next
+ * tile row of its block), where a whole vector may be stored early. */
+static void tile_store_t(const la_gemm *g, float *y, const float *bias, const float *res,
+                         kk_vf *acc, float *part, int64_t i0, int64_t j0, int mr, int64_t nr,
+                         int64_t room, int first, int last)
+{
+	int nv = (int)la_cdiv(nr, KK_VL);
+	if (!first)
+		for (int i = 0; i < mr; i++)
+			for (int v = 0; v < nv; v++)
+				acc[i * KK_NV + v] += kk_load(part + (i * KK_NV + v) * KK_VL);
+	if (!last) {
+		for (int i = 0; i < mr; i++)
+			for (int v = 0; v < nv; v++)
+				kk_store(part + (i * KK_NV + v) * KK_VL, acc[i * KK_NV + v]);
+		return;
+	}
+	kk_vf alpha = kk_splat((float)g->alpha);
+	for (int v = 0; v < nv; v++) {
+		int64_t jn = la_min(nr - v * KK_VL, KK_VL);
+		kk_vf bv = !bias ? (kk_vf){0}
+		           : jn == KK_VL ? kk_load(bias + j0 + v * KK_VL)
+		                         : kk_load_n(bias + j0 + v * KK_VL, jn);
+		for (int r0 = 0; r0 < mr; r0 += KK_VL) {
+			int rows = (int)la_min(KK_VL, mr - r0);
+			kk_vf t[KK_VL];
+			for (int r = 0; r < KK_VL; r++)
+				t[r] = r < rows ? acc[(r0 + r) * KK_NV + v] * alpha + bv : (kk_vf){0};
+			la_transpose(t);
+			int whole = r0 + KK_VL <= room;
+			for (int64_t j = 0; j < jn; j++) {
+				float *yc = y + (j0 + v * KK_VL + j) * g->y_rs + i0 + r0;
+				const float *rc = res ? res + (yc - y) : NULL;
+				kk_vf x = t[j];
+				if (whole) {
+					if (rc)
+						x += kk_load(rc);
+					kk_store(yc, act_v(g, x));
+					continue;
+				}
+				for (int i = 0; i < rows; i++)
+					yc[i] = act_s(g, rc ? x[i] + rc[i] : x[i]);
+			}
+		}
+	}
+}
+
 /* One operand block of a task: the M block ib against the packed B block
- * bp (depth [k0, k0+kc), columns [j0, j0+nc)), every micro-tile of it. */
+ * bp (depth [k0, k0+kc), columns [j0, j0+nc)), every micro-tile of it;
+ * psum: the partial sums of a transposed product (tile_store_t). */
 static void gemm_block(const la_gemm *g, const float *a, const float *bp, float *y,
-                       const float *bias, float *abuf, int64_t ib, int64_t k0, int64_t kc,
-                       int64_t j0, int64_t nc)
+                       const float *bias, const float *res, float *abuf, float *psum, int64_t ib,
+                       int64_t k0, int64_t kc, int64_t j0, int64_t nc)
 {
 	int first = k0 == 0, last = k0 + kc >= g->k;
-	int64_t i0 = ib * g->mc, mc = la_min(g->mc, g->m - i0);
+	int64_t i0 = ib * g->mc, mc = la_min(g->mc, g->m - i0), mpan = la_cdiv(g->mc, KK_MR);
 	const float *ap = abuf;
 	if (g->a_mode == KK_LA_OP_PACKED)
 		ap = a + k0 * g->mpad + i0 * kc;
+	else if (g->a_mode == KK_LA_OP_IM2COL)
+		pack_conv(g, a, k0, kc, i0, mc, KK_MR, abuf);
 	else
 		pack_a(g, a, i0, mc, k0, kc, abuf);
 	for (int64_t jr = 0; jr < nc; jr += KK_NR) {
@@ -473,6 +675,15 @@ static void gemm_block(const la_gemm *g, const float *a, const float *bp, float 
 		int nv = (int)la_cdiv(nr, KK_VL);
 		for (int64_t ir = 0; ir < mc; ir += KK_MR) {
 			int mr = (int)la_min(KK_MR, mc - ir);
+			kk_vf acc[KK_MR * KK_NV];
+			if (g->trans) {
+				(ir == 0 && mr == KK_MR ? ukr_pfb[nv - 1] : ukr_tab[mr - 1][nv - 1])(
+					kc, ap + ir * kc, bp + jr * kc, acc);
+				tile_store_t(g, y, bias, res, acc,
+				             psum + (jr / KK_NR * mpan + ir / KK_MR) * KK_MR * KK_NR, i0 + ir,
+				             j0 + jr, mr, nr, ir + mr < mc ? mc - ir : mr, first, last);
+				continue;
+			}
 			/* Y's tile is read back (after the first K block) and written
 			 * after the micro-kernel: start fetching it now */
 			float *yt = y + (i0 + ir) * g->y_rs + j0 + jr;
@@ -480,9 +691,8 @@ static void gemm_block(const la_gemm *g, const float *a, const float *bp, float 
 				__builtin_prefetch(yt + i * g->y_rs, 1);
 				__builtin_prefetch(yt + i * g->y_rs + nr - 1, 1);
 			}
-			kk_vf acc[KK_MR * KK_NV];
 			ukr_tab[mr - 1][nv - 1](kc, ap + ir * kc, bp + jr * kc, acc);
-			tile_store(g, y, bias, acc, i0 + ir, j0 + jr, mr, nr, first, last);
+			tile_store(g, y, bias, res, acc, i0 + ir, j0 + jr, mr, nr, first, last);
 		}
 	}
 }
@@ -496,7 +706,7 @@ static void gemm_task(void *arg, int64_t begin, int64_t end, void *scratch)
 {
 	const la_gemm *g = arg;
 	float *abuf = scratch;
-	float *bbuf = abuf + g->a_scratch;
+	float *bbuf = abuf + g->a_scratch, *psum = bbuf + g->b_scratch;
 	for (int64_t t = begin; t < end; t++) {
 		int64_t part = t % g->split, rest = t / g->split;
 		int64_t jc = rest % g->n_jc, bi = rest / g->n_jc;
@@ -506,24 +716,25 @@ static void gemm_task(void *arg, int64_t begin, int64_t end, void *scratch)
 		const float *a = (const float *)g->a + off[0], *b = (const float *)g->b + off[1];
 		float *y = (float *)g->y + off[2];
 		const float *bias = g->bias ? (const float *)g->bias + off[3] : NULL;
+		const float *res = g->res ? (const float *)g->res + off[2] : NULL;
 		int64_t j0 = jc * g->nc, nc = la_min(g->nc, g->n - j0);
 		if (g->b_mode == KK_LA_OP_PACKED) {
 			for (int64_t ib = ib0; ib < ib1; ib++)
 				for (int64_t k0 = 0; k0 < g->k; k0 += g->kc) {
 					int64_t kc = la_min(g->kc, g->k - k0);
-					gemm_block(g, a, b + k0 * g->npad + j0 * kc, y, bias, abuf, ib, k0, kc, j0,
-					           nc);
+					gemm_block(g, a, b + k0 * g->npad + j0 * kc, y, bias, res, abuf, psum, ib,
+					           k0, kc, j0, nc);
 				}
 			continue;
 		}
 		for (int64_t k0 = 0; k0 < g->k && ib0 < ib1; k0 += g->kc) {
 			int64_t kc = la_min(g->kc, g->k - k0);
 			if (g->b_mode == KK_LA_OP_IM2COL)
-				pack_b_conv(g, b, k0, kc, j0, nc, bbuf);
+				pack_conv(g, b, k0, kc, j0, nc, KK_NR, bbuf);
 			else
 				pack_b(g, b, k0, kc, j0, nc, bbuf);
 			for (int64_t ib = ib0; ib < ib1; ib++)
-				gemm_block(g, a, bbuf, y, bias, abuf, ib, k0, kc, j0, nc);
+				gemm_block(g, a, bbuf, y, bias, res, abuf, psum, ib, k0, kc, j0, nc);
 		}
 	}
 }
@@ -536,13 +747,17 @@ static void gemm_empty_k(const la_gemm *g)
 		batch_offsets(g, bi, off);
 		float *y = (float *)g->y + off[2];
 		const float *bias = g->bias ? (const float *)g->bias + off[3] : NULL;
+		const float *res = g->res ? (const float *)g->res + off[2] : NULL;
 		const float *c = g->c;
 		for (int64_t i = 0; i < g->m; i++)
 			for (int64_t j = 0; j < g->n; j++) {
-				float x = bias ? bias[i] : 0.0f;
+				int64_t yi = g->trans ? j * g->y_rs + i : i * g->y_rs + j;
+				float x = bias ? bias[g->trans ? j : i] : 0.0f;
 				if (c)
 					x += (float)g->beta * c[i * g->c_rs + j * g->c_cs];
-				y[i * g->y_rs + j] = act_s(g, x);
+				if (res)
+					x += res[yi];
+				y[yi] = act_s(g, x);
 			}
 	}
 }
@@ -584,6 +799,11 @@ static void gemm_run(la_gemm *g, const kiln_abi_host *h)
 				}
 			}
 	}
+	/* GEMV-like (few rows): the time goes to streaming B, so give every
+	 * thread two N blocks to claim (one that starts late then costs half
+	 * a block, not a whole one) */
+	if (thr > 1 && mpan <= 2 && g->nbatch * best_jc < 2 * thr)
+		best_jc = la_min(max_jc, la_cdiv(2 * thr, g->nbatch));
 	g->nc = la_cdiv(la_cdiv(g->n, best_jc), KK_NR) * KK_NR;
 	g->n_jc = la_cdiv(g->n, g->nc);
 	if (best_split > 1) {
@@ -593,7 +813,8 @@ static void gemm_run(la_gemm *g, const kiln_abi_host *h)
 	}
 	g->n_ic = la_cdiv(g->m, g->mc);
 	g->split = la_min(best_split, g->n_ic);
-	g->a_scratch = g->a_mode == KK_LA_OP_PACKED ? 0 : la_cdiv(g->mc, KK_MR) * KK_MR * g->kc;
+	g->a_scratch = g->a_mode == KK_LA_OP_PACKED ? 0 : la_cdiv(g->mc, KK_MR) * KK_MR * g->kc + KK_VL;
+	g->b_scratch = g->b_mode == KK_LA_OP_PACKED ? 0 : g->kc * g->nc + KK_VL;
 	kk_parallel(h, g->nbatch * g->n_jc * g->split, gemm_task, g);
 }
 
@@ -623,7 +844,9 @@ static void phase_task(void *arg, int64_t begin, int64_t end, void *scratch)
 
 /* Conv as GEMM per image: the image's phase planes go to the arena scratch
  * (t[SCRATCH]: C*chan + VL floats), then Y[mg, os] = W * im2col per group
- * with the B blocks packed from the planes. X is t[B], W is t[A]. */
+ * with the B blocks packed from the planes. X is t[B], W is t[A]; with
+ * KK_LA_TRANS, Y^T = im2col^T W^T: X is t[A] (A blocks packed from the
+ * planes) and W t[B]. */
 KK_KERNEL(kk_conv_f32)
 {
 	la_gemm g;
@@ -633,68 +856,320 @@ KK_KERNEL(kk_conv_f32)
 	if (q->os == 0 || q->m == 0)
 		return;
 	kk_store(tb + q->c * q->chan, (kk_vf){0});
+	/* a transposed product (KK_LA_TRANS) reads X as A */
+	const float *x = g.trans ? g.a : g.b;
 	for (int64_t nb = 0; nb < q->n; nb++) {
-		phase_args pa = {.q = q, .x = (const float *)g.b + nb * q->c * q->is, .tb = tb};
+		phase_args pa = {.q = q, .x = x + nb * q->c * q->is, .tb = tb};
 		kk_parallel(h, q->c, phase_task, &pa);
 		la_gemm gi = g;
-		gi.b = tb;
+		if (g.trans)
+			gi.a = tb;
+		else
+			gi.b = tb;
 		gi.y = (float *)g.y + nb * q->m * q->os;
+		gi.res = g.res ? (const float *)g.res + nb * q->m * q->os : NULL;
 		gemm_run(&gi, h);
 	}
 }
 
 /* ---- f32 depthwise convolution ------------------------------------------- */
 
-/* R output rows x C vectors of one plane: src is the phase planes at the
- * block's first output, rs their row stride, n the valid columns (the last
- * vector may be partial). Taps outer, so the R*C sums are independent.
- * room: floats from y to the end of the plane where a partial vector may be
- * stored whole (its excess lands on rows stored later), else 0. */
-static inline __attribute__((always_inline)) void dw_body(int R, int C, const la_gemm *g,
-                                                        const float *src, int64_t rs,
-                                                        const float *w, const int64_t *toff,
-                                                        int64_t ks, float bias, float *y,
-                                                        int64_t ys, int64_t n, int64_t room)
+/* The work of kk_conv_dw_f32. An item is (image, channel, output depth, band
+ * of rb output rows): it fills the window of the channel's phase planes its
+ * band reads (ni depth rows x nj = rb + ext1 height rows per plane, small
+ * enough to stay in L1 while it is read) into thread scratch, then
+ * computes the band from the window. Small 2-D planes of stride 1 whose
+ * output has the input's size are computed direct instead: output f
+ * reads input f + dtap[tap] for every tap, with the padding masked, so
+ * nothing is copied (see dw_task). */
+typedef struct dw_plan {
+	const la_gemm *g;
+	const float *xlo, *xend; /* X: vector reads of a plane may run on into it */
+	int64_t rb, nband;       /* output rows per band (KK_LA_MC), bands per depth */
+	int64_t ni, nj, ext1;    /* window rows: depth, height (ext1: height taps' reach) */
+	int64_t bplane, bchan;   /* floats per window plane (VL of slack), all planes */
+	bool flat, k33, direct;  /* see dw_task */
+	int64_t nvec, dlo, dhi;  /* direct: vectors per plane, reach of the reads */
+} dw_plan;
+
+/* Element offset of tap `tap` in a band's window, output (0, 0, 0) of the
+ * band (phase_tap for the window's plane size). */
+static int64_t dw_tap(const la_geo *q, const dw_plan *p, int64_t tap)
+{
+	int64_t kk[3] = {tap / (q->k[1] * q->k[2]), tap / q->k[2] % q->k[1], tap % q->k[2]};
+	int64_t slot = 0, pos[3];
+	for (int a = 0; a < 3; a++) {
+		int64_t u = kk[a] * q->dl[a];
+		slot = slot * q->nph[a] + u % q->s[a];
+		pos[a] = u / q->s[a];
+	}
+	return slot * p->bplane + (pos[0] * p->nj + pos[1]) * q->q[2] + pos[2];
+}
+
+/* The odd lanes of the concatenation a:b. */
+static inline kk_vf la_odd(kk_vf a, kk_vf b)
+{
+#if KK_VL == 16
+	return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#elif KK_VL == 8
+	return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+#else
+	return __builtin_shufflevector(a, b, 1, 3, 5, 7);
+#endif
+}
+
+/* phase_fill_win for a band's window when the width stride is 1 or 2.
+ * Lane l of width phase rw is input column l*s2 + rw - pb2, so from loads
+ * at column -pb2 of the input row, phase 0 is every lane (s2 = 1) or the
+ * even lanes, phase 1 the odd lanes: each input row is loaded once for
+ * both phases, and written as whole vectors with the padding lanes masked
+ * to zero; a row of several vectors at stride 1 is instead copied from its
+ * first column between zero vectors (aligned loads). Rows whose loads
+ * would leave X take the general path. */
+static void dw_fill(const dw_plan *p, const float *x, float *win, int64_t od, int64_t oh0,
+                    int64_t nrows)
+{
+	const la_geo *q = &p->g->geo;
+	int64_t s1 = q->s[1], s2 = q->s[2], q2 = q->q[2], in1 = q->in[1], in2 = q->in[2];
+	int64_t nv = la_cdiv(q2, KK_VL), need = (nv + 1) * KK_VL * s2, nw = q->nph[2];
+	kk_vi lane, lo[2], hi[2];
+	for (int i = 0; i < KK_VL; i++)
+		lane[i] = i;
+	int64_t l0[2], l1[2];
+	for (int rw = 0; rw < nw; rw++) {
+		int64_t off = rw - q->pb[2];
+		l0[rw] = off >= 0 ? 0 : la_cdiv(-off, s2);
+		l1[rw] = in2 - off <= 0 ? 0 : la_cdiv(in2 - off, s2);
+		l1[rw] = la_min(l1[rw], q2);
+		l0[rw] = la_min(l0[rw], l1[rw]);
+		lo[rw] = (kk_vi){0} + (int)l0[rw];
+		hi[rw] = (kk_vi){0} + (int)l1[rw];
+	}
+	/* rows in input order (height phases inner), for the prefetchers */
+	for (int64_t rd = 0; rd < q->nph[0]; rd++)
+		for (int64_t i = 0; i < p->ni; i++) {
+			int64_t id = (od + i) * q->s[0] + rd - q->pb[0];
+			/* offsets from the start of X: the loads start pb2 columns
+			 * before the row, which may lie before X */
+			int64_t xr = (x - p->xlo) + id * in1 * in2 - q->pb[2];
+			bool dok = id >= 0 && id < q->in[0];
+			for (int64_t j = 0; j < nrows; j++)
+				for (int64_t rh = 0; rh < q->nph[1]; rh++) {
+					int64_t ih = (oh0 + j) * s1 + rh - q->pb[1];
+					float *row = win + (rd * q->nph[1] + rh) * nw * p->bplane +
+					             (i * p->nj + j) * q2;
+					if (!dok || ih < 0 || ih >= in1) {
+						for (int rw = 0; rw < nw; rw++)
+							for (int64_t t = 0; t < nv; t++)
+								kk_store(row + rw * p->bplane + t * KK_VL, (kk_vf){0});
+						continue;
+					}
+					int64_t so = xr + ih * in2;
+					if (so < 0 || need > (p->xend - p->xlo) - so) {
+						for (int rw = 0; rw < nw; rw++) {
+							float *r = row + rw * p->bplane;
+							const float *sr = p->xlo + so + rw + l0[rw] * s2;
+							la_zero_row(r, l0[rw], true);
+							la_gather_row(r + l0[rw], sr, l1[rw] - l0[rw], s2, p->xend - sr, true);
+							la_zero_row(r + l1[rw], q2 - l1[rw], true);
+						}
+						continue;
+					}
+					const float *src = p->xlo + so;
+					if (s2 == 1 && nv > 1) {
+						/* wide rows: zero vectors around loads from the
+						 * first input column (aligned where rows are) */
+						la_zero_row(row, l0[0], true);
+						for (int64_t l = l0[0]; l < l1[0]; l += KK_VL)
+							kk_store(row + l, kk_load(src + l));
+						for (int64_t l = l1[0]; l < q2; l += KK_VL)
+							kk_store(row + l, (kk_vf){0});
+						continue;
+					}
+					for (int64_t t = 0; t < nv; t++) {
+						kk_vi l = lane + (int)(t * KK_VL);
+						if (s2 == 1) {
+							kk_vi m = (l >= lo[0]) & (l < hi[0]);
+							kk_vf v = kk_load(src + t * KK_VL);
+							kk_store(row + t * KK_VL, (kk_vf)(m & (kk_vi)v));
+							continue;
+						}
+						kk_vf a = kk_load(src + 2 * t * KK_VL);
+						kk_vf b = kk_load(src + 2 * t * KK_VL + KK_VL);
+						kk_vi m = (l >= lo[0]) & (l < hi[0]);
+						kk_store(row + t * KK_VL, (kk_vf)(m & (kk_vi)la_even(a, b)));
+						if (nw > 1) {
+							m = (l >= lo[1]) & (l < hi[1]);
+							kk_vf odd = (kk_vf)(m & (kk_vi)la_odd(a, b));
+							kk_store(row + p->bplane + t * KK_VL, odd);
+						}
+					}
+				}
+		}
+}
+
+/* One block of R rows x C vectors: src is the window at the block's first
+ * output, rs its row stride; y the block's output, ys its row stride, res
+ * the residual at y's offsets (or NULL); epi: add res and apply the
+ * activation. The block kernels store whole vectors only (no calls, so the
+ * accumulators stay in registers); dw_part takes the blocks whose last
+ * vectors must be stored in part. n: the valid columns of a row (the last
+ * vector may be partial); room: floats from y that may be stored (dw_put
+ * stores a partial vector whole when the excess lands on outputs stored
+ * later). */
+typedef struct dw_blk {
+	const la_gemm *g;
+	const float *src, *w, *res;
+	const int64_t *toff;
+	const int32_t *mask; /* direct: the block's tap masks */
+	float *y;
+	int64_t rs, ys, ks, n, room;
+	float bias;
+	bool epi;
+} dw_blk;
+
+/* Stores x at y + at (cols valid lanes) after the epilogue. */
+static void dw_put(const dw_blk *b, int64_t at, kk_vf x, int64_t cols)
+{
+	bool whole = cols >= KK_VL || at + KK_VL <= b->room;
+	if (b->epi) {
+		if (b->res)
+			x += whole ? kk_load(b->res + at) : kk_load_n(b->res + at, cols);
+		x = act_v(b->g, x);
+	}
+	if (whole)
+		kk_store(b->y + at, x);
+	else
+		kk_store_n(b->y + at, x, cols);
+}
+
+/* The block's epilogue and whole-vector stores, each step over all of the
+ * block. */
+static inline __attribute__((always_inline)) void dw_store(int R, int C, const dw_blk *b,
+                                                         kk_vf acc[4][2])
+{
+	if (b->epi && b->res)
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+			for (int c = 0; c < C; c++)
+				acc[r][c] += kk_load(b->res + r * b->ys + c * KK_VL);
+	if (b->epi && b->g->act != KK_LA_ACT_NONE) {
+		bool relu = b->g->act == KK_LA_ACT_RELU;
+		kk_vf lo = la_splat(relu ? 0.0f : (float)b->g->lo);
+		kk_vf hi = la_splat(relu ? KK_INFINITY : (float)b->g->hi);
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+			for (int c = 0; c < C; c++)
+				acc[r][c] = kk_vmin(kk_vmax(acc[r][c], lo), hi);
+	}
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+		for (int c = 0; c < C; c++)
+			kk_store(b->y + r * b->ys + c * KK_VL, acc[r][c]);
+}
+
+/* Any taps (offsets toff): taps outer, so the R*C sums are independent. */
+static inline __attribute__((always_inline)) void dw_body(int R, int C, const dw_blk *b)
 {
 	kk_vf acc[4][2];
 #pragma GCC unroll 4
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
 		for (int c = 0; c < C; c++)
-			acc[r][c] = la_splat(bias);
-	for (int64_t tp = 0; tp < ks; tp++) {
-		kk_vf wv = la_splat(w[tp]);
-		const float *s = src + toff[tp];
+			acc[r][c] = la_splat(b->bias);
+	for (int64_t tp = 0; tp < b->ks; tp++) {
+		kk_vf wv = la_splat(b->w[tp]);
+		const float *s = b->src + b->toff[tp];
 #pragma GCC unroll 4
 		for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
 			for (int c = 0; c < C; c++)
-				acc[r][c] += wv * kk_load(s + r * rs + c * KK_VL);
+				acc[r][c] += wv * kk_load(s + r * b->rs + c * KK_VL);
 	}
+	dw_store(R, C, b, acc);
+}
+
+/* 3x3 taps, height dilation 1, height stride S (1 or 2): tap (kh, kw) of
+ * output row r reads row r + kh/S of height phase kh%S, so a row shared by
+ * several output rows of the block is loaded once per kw (S = 1: R+2 rows
+ * of loads for 3R rows of taps). toff[kw] is tap (0, kw); toff[3] - toff[0]
+ * the offset of height phase 1. */
+static inline __attribute__((always_inline)) void dw3_body(int S, int R, int C, const dw_blk *b)
+{
+	kk_vf acc[4][2];
 #pragma GCC unroll 4
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
-		for (int c = 0; c < C; c++) {
-			kk_vf x = act_v(g, acc[r][c]);
-			int64_t cols = n - c * KK_VL;
-			if (cols >= KK_VL || r * ys + (c + 1) * KK_VL <= room)
-				kk_store(y + r * ys + c * KK_VL, x);
-			else
-				kk_store_n(y + r * ys + c * KK_VL, x, cols);
+		for (int c = 0; c < C; c++)
+			acc[r][c] = la_splat(b->bias);
+	int64_t pst = b->toff[3] - b->toff[0];
+	/* fully unrolled: the loads of one address are merged */
+#pragma GCC unroll 3
+	for (int kh = 0; kh < 3; kh++)
+#pragma GCC unroll 3
+		for (int kw = 0; kw < 3; kw++) {
+			kk_vf wv = la_splat(b->w[kh * 3 + kw]);
+			const float *s = b->src + b->toff[kw] + kh % S * pst;
+#pragma GCC unroll 4
+			for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+				for (int c = 0; c < C; c++)
+					acc[r][c] += wv * kk_load(s + (r + kh / S) * b->rs + c * KK_VL);
 		}
+	dw_store(R, C, b, acc);
 }
 
-typedef void (*dw_fn)(const la_gemm *g, const float *src, int64_t rs, const float *w,
-                      const int64_t *toff, int64_t ks, float bias, float *y, int64_t ys,
-                      int64_t n, int64_t room);
-
-#define KK_DW(R, C)                                                                       \
-	static void dw_##R##_##C(const la_gemm *g, const float *src, int64_t rs, const float *w, \
-	                         const int64_t *toff, int64_t ks, float bias, float *y,          \
-	                         int64_t ys, int64_t n, int64_t room)                            \
-	{                                                                                     \
-		dw_body(R, C, g, src, rs, w, toff, ks, bias, y, ys, n, room);                     \
+/* Direct (dw_task): R vectors VL apart, each tap one masked load from
+ * the input (mask (r, tap) at mask + (r*ks + tap)*VL). */
+static inline __attribute__((always_inline)) void dwd_body(int R, const dw_blk *b)
+{
+	kk_vf acc[4][2];
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+		acc[r][0] = la_splat(b->bias);
+	for (int64_t tp = 0; tp < b->ks; tp++) {
+		kk_vf wv = la_splat(b->w[tp]);
+		const float *s = b->src + b->toff[tp];
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			kk_vi m;
+			memcpy(&m, b->mask + (r * b->ks + tp) * KK_VL, sizeof m);
+			acc[r][0] += wv * (kk_vf)(m & (kk_vi)kk_load(s + r * KK_VL));
+		}
 	}
+	dw_store(R, 1, b, acc);
+}
+
+typedef void (*dw_fn)(const dw_blk *b);
+
+#define KK_DW(R, C)                           \
+	static void dw_##R##_##C(const dw_blk *b) \
+	{                                         \
+		dw_body(R, C, b);                     \
+	}
+/* 4 rows only (a band's last rows take dw_body): each is large, and
+ * every variant is compiled into a model that has a depthwise Conv */
+#define KK_DW3(S, C)                             \
+	static void dw3s##S##_##C(const dw_blk *b)   \
+	{                                            \
+		dw3_body(S, 4, C, b);                    \
+	}
+KK_DW3(1, 1)
+KK_DW3(1, 2)
+KK_DW3(2, 1)
+KK_DW3(2, 2)
+#define KK_DWD(R)                         \
+	static void dwd_##R(const dw_blk *b)  \
+	{                                     \
+		dwd_body(R, b);                   \
+	}
+KK_DWD(1)
+KK_DWD(2)
+KK_DWD(3)
+KK_DWD(4)
 KK_DW(1, 1)
 KK_DW(1, 2)
 KK_DW(2, 1)
@@ -704,66 +1179,283 @@ KK_DW(3, 2)
 KK_DW(4, 1)
 KK_DW(4, 2)
 
-/* dw_tab[rows - 1][vectors - 1] */
+/* dw_tab[rows - 1][vectors - 1]; dw3_tab[stride - 1][vectors - 1] (4 rows);
+ * dwd_tab[vectors - 1] */
+static const dw_fn dwd_tab[4] = {dwd_1, dwd_2, dwd_3, dwd_4};
 static const dw_fn dw_tab[4][2] = {
 	{dw_1_1, dw_1_2}, {dw_2_1, dw_2_2}, {dw_3_1, dw_3_2}, {dw_4_1, dw_4_2},
 };
+static const dw_fn dw3_tab[2][2] = {{dw3s1_1, dw3s1_2}, {dw3s2_1, dw3s2_2}};
 
-/* One (image, channel) plane per item: the input plane goes to phase planes
- * in the thread's scratch (ks tap offsets, then chan + VL floats), then
- * blocks of up to 4 rows x 2 vectors of output, each tap one FMA per vector
- * with a stride-1 load. */
-static void dw_task(void *arg, int64_t begin, int64_t end, void *scratch)
+/* A block of R rows x C vectors (fn) whose whole vectors would reach past
+ * b->room: computed into a tile, then stored through dw_put. */
+static void dw_part(dw_blk *b, dw_fn fn, int R, int C)
 {
-	const la_gemm *g = arg;
-	const la_geo *q = &g->geo;
-	int64_t *toff = scratch;
-	float *pb = (float *)(toff + q->ks);
-	for (int64_t tp = 0; tp < q->ks; tp++)
-		toff[tp] = phase_tap(q, tp);
-	kk_store(pb + q->chan, (kk_vf){0});
-	int64_t rs = q->q[2], o2 = q->out[2];
-	for (int64_t pl = begin; pl < end; pl++) {
-		int64_t m = pl % q->m, nb = pl / q->m;
-		phase_fill(q, (const float *)g->b + (nb * q->c + m / q->mg) * q->is, pb, true);
-		const float *w = (const float *)g->a + m * q->ks;
-		float *y = (float *)g->y + pl * q->os;
-		float bias = g->bias ? ((const float *)g->bias)[m] : 0.0f;
-		for (int64_t od = 0; od < q->out[0]; od++)
-			for (int64_t oh = 0; oh < q->out[1]; oh += 4) {
-				int rows = (int)la_min(4, q->out[1] - oh);
-				const float *src = pb + (od * q->q[1] + oh) * rs;
-				float *yr = y + (od * q->out[1] + oh) * o2;
-				for (int64_t ow = 0; ow < o2;) {
-					int64_t n = la_min(2 * KK_VL, o2 - ow);
-					int vecs = (int)la_cdiv(n, KK_VL);
-					/* a block spanning whole rows may spill into the rows after it */
-					int64_t room = n == o2 ? q->os - (yr - y) : 0;
-					dw_tab[rows - 1][vecs - 1](g, src + ow, rs, w, toff, q->ks, bias, yr + ow, o2,
-					                           n, room);
-					ow += n;
-				}
-			}
+	float tile[4 * 2 * KK_VL];
+	dw_blk t = *b;
+	t.y = tile;
+	t.ys = 2 * KK_VL;
+	t.epi = false;
+	fn(&t);
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < C && c * KK_VL < b->n; c++)
+			dw_put(b, r * b->ys + c * KK_VL, kk_load(tile + r * 2 * KK_VL + c * KK_VL),
+			       b->n - c * KK_VL);
+}
+
+/* Flat: the band's rows as one line at the window's row stride rs (output
+ * (r, ow) at r*rs + ow, the rs - o2 columns between rows discarded), so
+ * several short rows share a vector; the line goes to ct, its rows are
+ * packed densely into cy, and cy is stored to y in whole vectors (the last
+ * one overlapping the one before), with the epilogue. */
+static void dw_flat(dw_blk *b, const float *win, float *ct, float *cy, int64_t rows, int64_t o2,
+                    float *y, const float *res)
+{
+	const la_geo *q = &b->g->geo;
+	int64_t rs = q->q[2], nv = la_cdiv((rows - 1) * rs + o2, KK_VL), len = rows * o2;
+	b->epi = false;
+	b->res = NULL;
+	b->rs = b->ys = 2 * KK_VL;
+	for (int64_t v = 0; v < nv; v += 8) {
+		int64_t k = la_min(8, nv - v), even = k & ~(int64_t)1;
+		b->src = win + v * KK_VL;
+		b->y = ct + v * KK_VL;
+		b->n = b->room = 2 * KK_VL;
+		if (even)
+			dw_tab[even / 2 - 1][1](b);
+		if (k & 1) {
+			b->src += even * KK_VL;
+			b->y += even * KK_VL;
+			b->n = b->room = KK_VL;
+			dw_tab[0][0](b);
+		}
+	}
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t l = 0; l < o2; l += KK_VL)
+			kk_store(cy + r * o2 + l, kk_load(ct + r * rs + l));
+	b->epi = true;
+	b->res = res;
+	b->y = y;
+	b->room = len;
+	if (len < KK_VL) {
+		dw_put(b, 0, kk_load(cy), len);
+		return;
+	}
+	for (int64_t l = 0; l < len; l += KK_VL) {
+		int64_t at = la_min(l, len - KK_VL);
+		kk_vf x = kk_load(cy + at);
+		if (res)
+			x += kk_load(res + at);
+		kk_store(y + at, act_v(b->g, x));
 	}
 }
 
-/* Conv with one input channel per group: X is t[B], W is t[A]. */
+/* Direct: the offset of tap `tap` in the input plane (2-D, stride 1, the
+ * output the size of the input: output f reads input f + offset). */
+static int64_t dw_dtap(const la_geo *q, int64_t tap)
+{
+	int64_t dh = tap / q->k[2] * q->dl[1] - q->pb[1], dw = tap % q->k[2] * q->dl[2] - q->pb[2];
+	return dh * q->in[2] + dw;
+}
+
+/* Direct: per output vector of the plane (at v*VL, the last one at
+ * os - VL) and tap, the lanes whose input lies inside the plane (all
+ * ones) rather than in the padding or past the plane. */
+static void dw_masks(const dw_plan *p, int32_t *mask)
+{
+	const la_geo *q = &p->g->geo;
+	int64_t o2 = q->out[2], os = q->os, ks = q->ks;
+	kk_vi lane;
+	for (int i = 0; i < KK_VL; i++)
+		lane[i] = i;
+	for (int64_t v = 0; v < p->nvec; v++) {
+		int64_t f0 = v < os / KK_VL ? v * KK_VL : os >= KK_VL ? os - KK_VL : 0;
+		int64_t h = f0 / o2, w = f0 % o2;
+		kk_vi oh, ow;
+		for (int i = 0; i < KK_VL; i++) {
+			oh[i] = (int32_t)h;
+			ow[i] = (int32_t)w;
+			if (++w == o2)
+				w = 0, h++;
+		}
+		kk_vi in = lane + (int32_t)f0 < (int32_t)os;
+		for (int64_t tp = 0; tp < ks; tp++) {
+			kk_vi ih = oh + (int32_t)(tp / q->k[2] * q->dl[1] - q->pb[1]);
+			kk_vi iw = ow + (int32_t)(tp % q->k[2] * q->dl[2] - q->pb[2]);
+			kk_vi m = in & (ih >= 0) & (ih < (int32_t)q->in[1]) & (iw >= 0) &
+			          (iw < (int32_t)q->in[2]);
+			memcpy(mask + (v * ks + tp) * KK_VL, &m, sizeof m);
+		}
+	}
+}
+
+/* Direct: the plane's output vectors straight from the input, up to 4 at
+ * a time, every tap a masked load at its offset; the last vector (os -
+ * VL) overlaps the one before it and is stored whole. */
+static void dw_direct(dw_blk *b, const int64_t *dtap, const int32_t *mask, const float *x,
+                      float *y, const float *res)
+{
+	int64_t os = b->g->geo.os, ks = b->ks, nfull = os / KK_VL;
+	b->toff = dtap;
+	b->epi = true;
+	b->ys = b->n = KK_VL;
+	for (int64_t v = 0; v < nfull; v += 4) {
+		b->src = x + v * KK_VL;
+		b->y = y + v * KK_VL;
+		b->res = res ? res + v * KK_VL : NULL;
+		b->mask = mask + v * ks * KK_VL;
+		b->room = os - v * KK_VL;
+		dwd_tab[la_min(4, nfull - v) - 1](b);
+	}
+	if (os % KK_VL) {
+		int64_t at = os >= KK_VL ? os - KK_VL : 0;
+		b->src = x + at;
+		b->y = y + at;
+		b->res = res ? res + at : NULL;
+		b->mask = mask + nfull * ks * KK_VL;
+		b->n = b->room = os - at;
+		if (os >= KK_VL)
+			dwd_tab[0](b);
+		else
+			dw_part(b, dwd_tab[0], 1, 1);
+	}
+}
+
+/* Thread scratch (lower_linalg.c sizes it): the window's tap offsets, for
+ * direct planes dtap and the masks (ks and nvec*ks*VL), the window
+ * (bchan + VL floats), then for flat bands ct (rb*q2 + VL) and cy
+ * (rb*o2 + VL). A plane is computed direct (KK_LA_NC) when its reads stay
+ * inside X (all but the first and last few planes of X). Otherwise the
+ * band's window is filled and the band computed flat when that packs the
+ * vectors better than row by row (short rows), else in blocks of up to 4
+ * rows x 2 vectors: dw3_body for 4 rows where the taps are 3x3 with height
+ * stride 1 or 2 and dilation 1, else dw_body. Blocks go right to left in a row: a
+ * whole vector stored past a row's end lands on the next row's first
+ * columns, which are stored later. */
+static void dw_task(void *arg, int64_t begin, int64_t end, void *scratch)
+{
+	const dw_plan *p = arg;
+	const la_gemm *g = p->g;
+	const la_geo *q = &g->geo;
+	int64_t nd = p->direct ? q->ks : 0, *toff = scratch, *dtap = toff + q->ks;
+	int32_t *mask = (int32_t *)(dtap + nd);
+	float *win = (float *)(mask + nd * p->nvec * KK_VL);
+	float *ct = win + p->bchan + KK_VL;
+	float *cy = ct + p->rb * q->q[2] + KK_VL;
+	for (int64_t tp = 0; tp < q->ks; tp++)
+		toff[tp] = dw_tap(q, p, tp);
+	for (int64_t tp = 0; tp < nd; tp++)
+		dtap[tp] = dw_dtap(q, tp);
+	if (p->direct)
+		dw_masks(p, mask);
+	int64_t rs = q->q[2], o1 = q->out[1], o2 = q->out[2];
+	/* item (pl = image*M + m, od, band); cin: the input channel, mm = m % mg */
+	int64_t band = begin % p->nband, od = begin / p->nband % q->out[0];
+	int64_t pl = begin / (p->nband * q->out[0]), m = pl % q->m;
+	int64_t cin = pl / q->m * q->c + m / q->mg, mm = m % q->mg;
+	for (int64_t it = begin; it < end; it++) {
+		if (it > begin && ++band == p->nband) {
+			band = 0;
+			if (++od == q->out[0]) {
+				od = 0;
+				pl++;
+				if (++m == q->m)
+					m = mm = 0, cin++;
+				else if (++mm == q->mg)
+					mm = 0, cin++;
+			}
+		}
+		int64_t oh0 = band * p->rb, rows = la_min(p->rb, o1 - oh0);
+		const float *x = (const float *)g->b + cin * q->is;
+		int64_t yo = pl * q->os + (od * o1 + oh0) * o2, len = rows * o2, xo = x - p->xlo;
+		float *y = (float *)g->y + yo;
+		const float *res = g->res ? (const float *)g->res + yo : NULL;
+		dw_blk b = {.g = g, .w = (const float *)g->a + m * q->ks, .toff = toff, .ks = q->ks,
+		            .bias = g->bias ? ((const float *)g->bias)[m] : 0.0f};
+		if (p->direct && xo + p->dlo >= 0 && xo + p->dhi <= p->xend - p->xlo) {
+			dw_direct(&b, dtap, mask, x, y, res);
+			continue;
+		}
+		if (q->s[2] <= 2)
+			dw_fill(p, x, win, od, oh0, rows + p->ext1);
+		else
+			phase_fill_win(q, x, p->xend, win, p->bplane, od, p->ni, oh0, rows + p->ext1, p->nj,
+			               true);
+		if (p->flat) {
+			dw_flat(&b, win, ct, cy, rows, o2, y, res);
+			continue;
+		}
+		b.epi = true;
+		b.rs = rs;
+		b.ys = o2;
+		for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+			int R = (int)la_min(4, rows - r0);
+			for (int64_t ow = (o2 - 1) / (2 * KK_VL) * (2 * KK_VL); ow >= 0; ow -= 2 * KK_VL) {
+				int64_t at = r0 * o2 + ow;
+				b.n = la_min(2 * KK_VL, o2 - ow);
+				b.src = win + r0 * rs + ow;
+				b.y = y + at;
+				b.res = res ? res + at : NULL;
+				b.room = len - at;
+				int C = (int)la_cdiv(b.n, KK_VL);
+				dw_fn fn = dw_tab[R - 1][C - 1];
+				if (p->k33 && R == 4)
+					fn = dw3_tab[q->s[1] - 1][C - 1];
+				if ((R - 1) * o2 + C * KK_VL <= b.room)
+					fn(&b);
+				else
+					dw_part(&b, fn, R, C);
+			}
+		}
+	}
+}
+
+/* Conv with one input channel per group: X is t[B], W is t[A]; KK_LA_MC
+ * is the output rows per band (the lowering's choice, see dw_plan). */
 KK_KERNEL(kk_conv_dw_f32)
 {
 	la_gemm g;
 	la_parse(&g, ip, fp, t);
-	kk_parallel(h, g.geo.n * g.geo.m, dw_task, &g);
+	const la_geo *q = &g.geo;
+	if (q->os == 0 || q->m == 0 || q->n == 0)
+		return;
+	dw_plan p = {.g = &g, .xlo = g.b, .rb = ip[KK_LA_MC]};
+	p.xend = p.xlo + q->n * q->c * q->is;
+	p.nband = la_cdiv(q->out[1], p.rb);
+	p.ext1 = (q->k[1] - 1) * q->dl[1] / q->s[1];
+	p.ni = (q->k[0] - 1) * q->dl[0] / q->s[0] + 1;
+	p.nj = p.rb + p.ext1;
+	p.bplane = p.ni * p.nj * q->q[2] + KK_VL;
+	p.bchan = q->nph[0] * q->nph[1] * q->nph[2] * p.bplane;
+	p.flat = 5 * q->q[2] < 4 * la_cdiv(q->out[2], KK_VL) * KK_VL;
+	p.k33 = q->k[0] == 1 && q->k[1] == 3 && q->k[2] == 3 && q->dl[1] == 1 &&
+	        (q->s[1] == 1 || q->s[1] == 2);
+	p.direct = ip[KK_LA_NC] != 0;
+	if (p.direct) {
+		int64_t lo = 0, hi = 0;
+		for (int64_t tp = 0; tp < q->ks; tp++) {
+			int64_t d = dw_dtap(q, tp);
+			lo = tp == 0 || d < lo ? d : lo;
+			hi = tp == 0 || d > hi ? d : hi;
+		}
+		/* reads: [x + lo, x + max(os, VL) + hi) */
+		p.nvec = la_cdiv(q->os, KK_VL);
+		p.dlo = lo;
+		p.dhi = hi + (q->os > KK_VL ? q->os : KK_VL);
+	}
+	kk_parallel(h, q->n * q->m * q->out[0] * p.nband, dw_task, &p);
 }
 
 /* ---- f32 ConvTranspose ---------------------------------------------------- */
 
 typedef struct ct_args {
 	const la_gemm *g;
-	const float *col, *bias;
-	float *y; /* this image's output */
+	const float *col, *bias, *res; /* res: this image's residual or NULL */
+	float *y;                      /* this image's output */
 } ct_args;
 
-/* y[m] = bias[m] + scatter of the columns (m*ks + k, i) into the output. */
+/* y[m] = act(bias[m] + scatter of the columns (m*ks + k, i) into the
+ * output + res[m]). */
 static void col2im_task(void *arg, int64_t begin, int64_t end, void *scratch)
 {
 	const ct_args *a = arg;
@@ -795,6 +1487,10 @@ static void col2im_task(void *arg, int64_t begin, int64_t end, void *scratch)
 				}
 			}
 		}
+		const float *res = a->res ? a->res + m * q->os : NULL;
+		if (res || a->g->act != KK_LA_ACT_NONE)
+			for (int64_t o = 0; o < q->os; o++)
+				y[o] = act_s(a->g, res ? y[o] + res[o] : y[o]);
 	}
 }
 
@@ -814,9 +1510,11 @@ KK_KERNEL(kk_conv_transpose_f32)
 		gi.y = col;
 		gi.bias = NULL;
 		gi.c = NULL;
+		gi.res = NULL;
 		gi.act = KK_LA_ACT_NONE;
 		gemm_run(&gi, h);
-		ct_args a = {.g = &g, .col = col, .bias = g.bias, .y = y + nb * q->m * q->os};
+		ct_args a = {.g = &g, .col = col, .bias = g.bias, .y = y + nb * q->m * q->os,
+		             .res = g.res ? (const float *)g.res + nb * q->m * q->os : NULL};
 		kk_parallel(h, q->m, col2im_task, &a);
 	}
 }
@@ -863,6 +1561,18 @@ static void st_i(void *p, int dt, int64_t i, int64_t v)
 	}
 }
 
+/* Clamps to int64 (NaN: 0) as the interpreter's tensor stores do. */
+static int64_t f_to_i(double v)
+{
+	if (v != v)
+		return 0;
+	if (v >= 9.2233720368547758e18)
+		return INT64_MAX;
+	if (v <= -9.2233720368547758e18)
+		return INT64_MIN;
+	return (int64_t)v;
+}
+
 /* Floats round through f32 for f16/bf16; integers clamp to int64 then wrap
  * (as the interpreter's tensor stores do). */
 static void st_f(void *p, int dt, int64_t i, double v)
@@ -872,19 +1582,63 @@ static void st_f(void *p, int dt, int64_t i, double v)
 	case KK_LA_DT_F64: ((double *)p)[i] = v; break;
 	case KK_LA_DT_F16: ((uint16_t *)p)[i] = kk_f32_to_f16((float)v); break;
 	case KK_LA_DT_BF16: ((uint16_t *)p)[i] = kk_f32_to_bf16((float)v); break;
-	default: {
-		int64_t iv;
-		if (v != v)
-			iv = 0;
-		else if (v >= 9.2233720368547758e18)
-			iv = INT64_MAX;
-		else if (v <= -9.2233720368547758e18)
-			iv = INT64_MIN;
-		else
-			iv = (int64_t)v;
-		st_i(p, dt, i, iv);
+	default: st_i(p, dt, i, f_to_i(v));
 	}
+}
+
+/* v as the dtype stores it, read back (integers wrap). */
+static int64_t wrap_i(int dt, int64_t v)
+{
+	switch (dt) {
+	case KK_LA_DT_I32: return (int32_t)(uint32_t)v;
+	case KK_LA_DT_I8: return (int8_t)(uint8_t)v;
+	case KK_LA_DT_U8: return (uint8_t)v;
+	default: return v;
 	}
+}
+
+static double round_f(int dt, double v)
+{
+	switch (dt) {
+	case KK_LA_DT_F32: return (float)v;
+	case KK_LA_DT_F16: return kk_f16_to_f32(kk_f32_to_f16((float)v));
+	case KK_LA_DT_BF16: return kk_bf16_to_f32(kk_f32_to_bf16((float)v));
+	default: return v;
+	}
+}
+
+/* The residual and activation of element yi of a generic kernel's float
+ * result, each step rounded to the dtype like the unfused ops. */
+static double epi_f(const la_gemm *g, double v, int64_t yi)
+{
+	if (!g->res && g->act == KK_LA_ACT_NONE)
+		return v;
+	v = round_f(g->dtype, v);
+	if (g->res)
+		v = round_f(g->dtype, v + ld_f(g->res, g->dtype, yi));
+	if (g->act == KK_LA_ACT_RELU)
+		return v > 0.0 ? v : 0.0;
+	if (g->act == KK_LA_ACT_CLIP) {
+		v = v > g->lo ? v : g->lo;
+		return v < g->hi ? v : g->hi;
+	}
+	return v;
+}
+
+/* The same for an integer result (wrapped to the dtype). */
+static int64_t epi_i(const la_gemm *g, int64_t v, int64_t yi)
+{
+	int dt = g->dtype;
+	v = wrap_i(dt, v);
+	if (g->res)
+		v = wrap_i(dt, (int64_t)((uint64_t)v + (uint64_t)ld_i(g->res, dt, yi)));
+	if (g->act == KK_LA_ACT_RELU)
+		return v > 0 ? v : 0;
+	if (g->act == KK_LA_ACT_CLIP) {
+		v = (double)v < g->lo ? f_to_i(g->lo) : v;
+		return (double)v > g->hi ? f_to_i(g->hi) : v;
+	}
+	return v;
 }
 
 /* One output row (batch bi, row i) of a generic Gemm/MatMul. */
@@ -906,22 +1660,23 @@ static void gemm_any_task(void *arg, int64_t begin, int64_t end, void *scratch)
 					acc += (uint64_t)ld_i(g->a, dt, a0 + p * g->a_cs) *
 					       (uint64_t)ld_i(g->b, dt, b0 + p * g->b_rs);
 				int64_t c = g->c ? ld_i(g->c, dt, ci) : 0;
-				if (g->kind == KK_LA_KIND_MATMUL || (g->alpha == 1.0 && g->beta == 1.0))
-					st_i(g->y, dt, yi, (int64_t)(acc + (uint64_t)c));
-				else
-					st_f(g->y, dt, yi, g->alpha * (double)(int64_t)acc + g->beta * (double)c);
+				int64_t v = g->kind == KK_LA_KIND_MATMUL || (g->alpha == 1.0 && g->beta == 1.0)
+				                ? (int64_t)(acc + (uint64_t)c)
+				                : f_to_i(g->alpha * (double)(int64_t)acc + g->beta * (double)c);
+				st_i(g->y, dt, yi, epi_i(g, v, yi));
 			} else if (g->kind == KK_LA_KIND_MATMUL && dt != KK_LA_DT_F64) {
 				float acc = 0.0f;
 				for (int64_t p = 0; p < g->k; p++)
 					acc += (float)ld_f(g->a, dt, a0 + p * g->a_cs) *
 					       (float)ld_f(g->b, dt, b0 + p * g->b_rs);
-				st_f(g->y, dt, yi, acc);
+				st_f(g->y, dt, yi, epi_f(g, acc, yi));
 			} else {
 				double acc = 0.0;
 				for (int64_t p = 0; p < g->k; p++)
 					acc += ld_f(g->a, dt, a0 + p * g->a_cs) * ld_f(g->b, dt, b0 + p * g->b_rs);
 				double c = g->c ? g->beta * ld_f(g->c, dt, ci) : 0.0;
-				st_f(g->y, dt, yi, g->kind == KK_LA_KIND_MATMUL ? acc : g->alpha * acc + c);
+				double v = g->kind == KK_LA_KIND_MATMUL ? acc : g->alpha * acc + c;
+				st_f(g->y, dt, yi, epi_f(g, v, yi));
 			}
 		}
 	}
@@ -963,7 +1718,7 @@ static void conv_any_task(void *arg, int64_t begin, int64_t end, void *scratch)
 					       ld_f(g->a, dt, w0 + k);
 				}
 			}
-			st_f(g->y, dt, pl * q->os + o, acc);
+			st_f(g->y, dt, pl * q->os + o, epi_f(g, acc, pl * q->os + o));
 		}
 	}
 }
@@ -1009,7 +1764,7 @@ static void conv_transpose_any_task(void *arg, int64_t begin, int64_t end, void 
 			}
 		}
 		for (int64_t o = 0; o < q->os; o++)
-			st_f(g->y, dt, pl * q->os + o, acc[o]);
+			st_f(g->y, dt, pl * q->os + o, epi_f(g, acc[o], pl * q->os + o));
 	}
 }
 

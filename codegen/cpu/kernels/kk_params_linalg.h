@@ -33,10 +33,11 @@ enum {
 	KK_LA_MC,        /* cache blocks: rows of A, depth, columns of B */
 	KK_LA_KC,
 	KK_LA_NC,
-	KK_LA_A_MODE,    /* KK_LA_OP_*: STRIDED or PACKED */
+	KK_LA_A_MODE,    /* KK_LA_OP_*: STRIDED, PACKED or IM2COL (with TRANS) */
 	KK_LA_A_RS,      /* element (i, p) of A at i*A_RS + p*A_CS (STRIDED) */
 	KK_LA_A_CS,
-	KK_LA_B_MODE,    /* STRIDED, PACKED or IM2COL (B[p, j] = X[c, tap]) */
+	KK_LA_B_MODE,    /* STRIDED, PACKED or IM2COL (B[p, j] = X[c, tap]); A_MODE
+	                  * IM2COL is its transpose (A[i, p] = X[c, tap]) */
 	KK_LA_B_RS,      /* element (p, j) of B at p*B_RS + j*B_CS (STRIDED) */
 	KK_LA_B_CS,
 	KK_LA_Y_RS,      /* element (i, j) of Y at i*Y_RS + j */
@@ -49,6 +50,13 @@ enum {
 	KK_LA_T_BIAS,    /* Y += bias[i] per row (Conv) */
 	KK_LA_T_Y,
 	KK_LA_T_SCRATCH, /* arena scratch (ConvTranspose columns, Conv phase planes) */
+	KK_LA_T_RES,     /* residual: Y's shape and layout (offsets as Y's in every
+	                  * batch, group and image), added before the activation;
+	                  * must not alias Y (Y holds partial sums over K blocks) */
+	KK_LA_TRANS,     /* 1: Y holds the product transposed: element (i, j) of AB
+	                  * at j*Y_RS + i, the bias indexed by j, no C (a Conv
+	                  * with few output positions as im2col^T W^T: A is the
+	                  * input (IM2COL), B the packed weights) */
 	KK_LA_CONV_N,    /* convolution: batch, in/out channels, groups */
 	KK_LA_CONV_C,
 	KK_LA_CONV_M,
@@ -108,7 +116,7 @@ enum { KK_LA_ACT_NONE, KK_LA_ACT_RELU, KK_LA_ACT_CLIP };
 enum { KK_LA_KIND_GEMM, KK_LA_KIND_MATMUL };
 
 enum {
-	KK_LA_FP_ALPHA, /* Y = act(alpha * AB + beta * C + bias) */
+	KK_LA_FP_ALPHA, /* Y = act(alpha * AB + beta * C + bias + res) */
 	KK_LA_FP_BETA,
 	KK_LA_FP_LO,    /* clip bounds of KK_LA_ACT_CLIP */
 	KK_LA_FP_HI,
