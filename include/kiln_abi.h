@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAGIC 0x4e4c494bu /* "KILN" little-endian */
-#define KILN_ABI_VERSION 1u
+#define KILN_ABI_VERSION 2u
 #define KILN_ABI_MAX_RANK 8
 #define KILN_ABI_ALIGN 64 /* arena, scratch and weight alignment in bytes */
 #define KILN_ABI_SYMBOL "kiln_model"
@@ -45,7 +45,19 @@ typedef struct kiln_abi_host {
 	int32_t n_threads; /* >= 1: how many threads parallel_for may use */
 	void *pool;        /* the runner's, passed back to parallel_for */
 	void (*parallel_for)(void *pool, int64_t n, kiln_abi_task_fn fn, void *arg);
+	/* Optional (NULL: not called): called with k before kernel k runs and
+	 * with n_kernels after the last, so a runner can time each kernel. */
+	void (*kernel_hook)(void *hook_user, int32_t k);
+	void *hook_user;
 } kiln_abi_host;
+
+/* One kernel the entry runs, in order, for reports (kiln bench). */
+typedef struct kiln_abi_kernel {
+	const char *name; /* the graph node it runs */
+	const char *op;   /* "Conv", or "fusion:output(Conv+Add+Relu)" */
+	int64_t bytes;    /* bytes of the tensors it reads and writes */
+	int64_t flops;    /* estimated floating-point operations */
+} kiln_abi_kernel;
 
 /* Runs the model once. arena: arena_bytes of writable memory aligned to
  * KILN_ABI_ALIGN (contents need not be preserved between runs); inputs[i]
@@ -73,6 +85,7 @@ typedef struct kiln_abi_model {
 	int32_t n_kernels;            /* kernels the entry runs, for reports */
 	int32_t reserved;
 	kiln_abi_entry_fn entry;
+	const kiln_abi_kernel *kernels; /* n_kernels of them */
 } kiln_abi_model;
 
 #ifdef __cplusplus

@@ -69,6 +69,10 @@ const kiln_abi_tensor *kiln_rt_model_output(const kiln_rt_model_t *m, int i);
 /* Index of the input/output with this name, or -1. */
 int kiln_rt_model_find_input(const kiln_rt_model_t *m, const char *name);
 int kiln_rt_model_find_output(const kiln_rt_model_t *m, const char *name);
+/* The kernels one run makes, in order (name, op, bytes, FLOPs); NULL when k
+ * is out of range. */
+int kiln_rt_model_n_kernels(const kiln_rt_model_t *m);
+const kiln_abi_kernel *kiln_rt_model_kernel(const kiln_rt_model_t *m, int k);
 
 /* ---- sessions ---------------------------------------------------------- */
 
@@ -117,6 +121,10 @@ kiln_rt_status kiln_rt_session_run(kiln_rt_session_t *s,
  * Checks only that no pointer is NULL. */
 kiln_rt_status kiln_rt_session_run_raw(kiln_rt_session_t *s, const void *const *inputs,
                                        void *const *outputs);
+/* Per-kernel timing: with a non-NULL times (kiln_rt_model_n_kernels
+ * entries, the caller's), every following run adds each kernel's wall-clock
+ * seconds to times[k]; NULL turns it off. Costs two clock reads per kernel. */
+void kiln_rt_session_profile(kiln_rt_session_t *s, double *times);
 /* The last error of this session as one line ("" after a success). */
 const char *kiln_rt_session_error(const kiln_rt_session_t *s);
 

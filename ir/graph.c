@@ -594,6 +594,12 @@ static bool clone_into(kiln_graph *dst, const kiln_graph *src)
 	return true;
 }
 
+kiln_graph *kiln_graph_clone_body(kiln_graph *parent, const kiln_graph *body)
+{
+	kiln_graph *b = kiln_graph_create_body(parent, body->name);
+	return b && clone_into(b, body) ? b : NULL;
+}
+
 kiln_graph *kiln_graph_clone(const kiln_graph *g, const kiln_allocator *a)
 {
 	kiln_graph *c = kiln_graph_create(g->name, a);

@@ -264,6 +264,8 @@ void kiln_graph_prune(kiln_graph *g);
 /* A name not yet used by a value of g: base, else base.1, base.2, ... */
 const char *kiln_graph_unique_value_name(kiln_graph *g, const char *base);
 const char *kiln_graph_unique_node_name(kiln_graph *g, const char *base);
+/* A deep copy of a fusion body, made a body of `parent` (in its arena). */
+kiln_graph *kiln_graph_clone_body(kiln_graph *parent, const kiln_graph *body);
 /* A deep copy of g (constants' data, fusion bodies) in a new arena. */
 kiln_graph *kiln_graph_clone(const kiln_graph *g, const kiln_allocator *a);
 

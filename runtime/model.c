@@ -160,11 +160,19 @@ static kiln_rt_status check_descriptor(const kiln_abi_model *abi, const char *la
 		{"inputs", !abi->n_inputs || abi->inputs},
 		{"outputs", abi->outputs},
 		{"entry", abi->entry},
+		{"kernels", abi->n_kernels <= 0 || abi->kernels},
 	};
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
 		if (!fields[i].ok)
 			return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI,
 			                    "%s: descriptor field '%s' is NULL", label, fields[i].field);
+	if (abi->n_kernels < 0 || abi->n_kernels > 1 << 24)
+		return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI, "%s: bad kernel count %d", label,
+		                    (int)abi->n_kernels);
+	for (int i = 0; i < abi->n_kernels; i++)
+		if (!abi->kernels[i].name || !abi->kernels[i].op)
+			return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI,
+			                    "%s: kernel %d has no name or op", label, i);
 	for (int i = 0; i < abi->n_inputs; i++) {
 		kiln_rt_status st = check_tensor(&abi->inputs[i], label, "input", i, err, err_size);
 		if (st)
@@ -329,4 +337,14 @@ int kiln_rt_model_find_input(const kiln_rt_model_t *m, const char *name)
 int kiln_rt_model_find_output(const kiln_rt_model_t *m, const char *name)
 {
 	return m ? find(m->abi->outputs, m->abi->n_outputs, name) : -1;
+}
+
+int kiln_rt_model_n_kernels(const kiln_rt_model_t *m)
+{
+	return m ? m->abi->n_kernels : 0;
+}
+
+const kiln_abi_kernel *kiln_rt_model_kernel(const kiln_rt_model_t *m, int k)
+{
+	return m && k >= 0 && k < m->abi->n_kernels ? &m->abi->kernels[k] : NULL;
 }

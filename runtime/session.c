@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -22,6 +23,8 @@ struct kiln_rt_session {
 	unsigned char *arena; /* aligned, followed by the scratch blocks */
 	const void **in;      /* n_inputs, after the struct */
 	void **out;           /* n_outputs, after in */
+	double *times;        /* per-kernel seconds (the caller's), or NULL */
+	double last;          /* when the previous kernel started */
 	char error[256];
 };
 
@@ -218,6 +221,32 @@ kiln_rt_status kiln_rt_session_run(kiln_rt_session_t *s, const kiln_rt_tensor *i
 	if ((st = check_overlaps(s)))
 		return st;
 	return call_entry(s, s->in, s->out);
+}
+
+static double seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The entry calls this before kernel k and once after the last. */
+static void profile_hook(void *user, int32_t k)
+{
+	kiln_rt_session_t *s = user;
+	double t = seconds();
+	if (k > 0)
+		s->times[k - 1] += t - s->last;
+	s->last = t;
+}
+
+void kiln_rt_session_profile(kiln_rt_session_t *s, double *times)
+{
+	if (!s)
+		return;
+	s->times = times;
+	s->host.kernel_hook = times ? profile_hook : NULL;
+	s->host.hook_user = times ? s : NULL;
 }
 
 kiln_rt_status kiln_rt_session_run_raw(kiln_rt_session_t *s, const void *const *inputs,

@@ -19,6 +19,7 @@
 static const char help[] =
 	"usage: kiln run MODEL [FILE.npy ...] [--input NAME=FILE.npy ...]\n"
 	"                [--output-dir DIR] [--shape NAME=DIMS ...] [--threads N] [--print]\n"
+	"                [--check [-O0..3] [--rtol R] [--atol A] [--dump DIR]]\n"
 	"\n"
 	"Runs MODEL and writes each output to DIR/<output name>.npy. MODEL is an\n"
 	"ONNX file or textual IR (a name ending in .kir), run with kiln's reference\n"
@@ -44,6 +45,15 @@ static const char help[] =
 	"  --threads N          threads for a compiled model (default $KILN_NUM_THREADS,\n"
 	"                       else all cores)\n"
 	"  --print              print each output's type, first elements, min/max/mean\n"
+	"  --check              numerics bisector (ONNX or .kir models): compile the\n"
+	"                       model (-O level, default -O2), run its kernels and the\n"
+	"                       interpreter side by side on the inputs, and report the\n"
+	"                       first kernel (fusion node, its member ops and ONNX\n"
+	"                       nodes) whose output leaves tolerance; exit 1 if one does\n"
+	"  --rtol R, --atol A   --check's tolerance: |got - ref| <= A + R*|ref|\n"
+	"                       (default 1e-4 and 1e-5; f16/bf16 at least rtol 1e-2)\n"
+	"  --dump DIR           with --check: write the failing kernel's inputs as .npy\n"
+	"                       and the node as DIR/repro.kir, a minimal reproducer\n"
 	"  -h, --help           print this help\n"
 	"\n"
 	"examples:\n"
@@ -51,6 +61,7 @@ static const char help[] =
 	"  kiln run mlp.so examples/mlp_input.npy --threads 2\n"
 	"  kiln run model.onnx --input input_ids=ids.npy --input mask=mask.npy \\\n"
 	"           --output-dir out\n"
+	"  kiln run model.onnx input.npy --check --dump repro\n"
 	"\n"
 	"Exit status: 0 success; 1 a model, input or output file error or a failed\n"
 	"run (the message names the file); 2 usage error (bad flag, unknown, missing\n"
@@ -67,6 +78,11 @@ typedef struct run_args {
 	const char **files; /* positional .npy files */
 	int n_files;
 	int threads; /* 0: the runtime's default */
+	bool check;
+	int opt_level;
+	double rtol, atol;
+	const char *dump_dir;
+	bool check_flags; /* a --check-only flag was given */
 } run_args;
 
 static void run_args_free(run_args *a)
@@ -82,6 +98,9 @@ static void run_args_free(run_args *a)
 static int parse_args(int argc, char **argv, run_args *a)
 {
 	a->output_dir = DEFAULT_OUTPUT_DIR;
+	a->opt_level = 2;
+	a->rtol = 1e-4;
+	a->atol = 1e-5;
 	/* Each argument is at most one file: argc bounds every list. */
 	a->named_names = calloc((size_t)argc + 1, sizeof *a->named_names);
 	a->named_files = calloc((size_t)argc + 1, sizeof *a->named_files);
@@ -108,6 +127,28 @@ static int parse_args(int argc, char **argv, run_args *a)
 		} else if (!strcmp(arg, "--print")) {
 			a->print = true;
 			i++;
+		} else if (!strcmp(arg, "--check")) {
+			a->check = true;
+			i++;
+		} else if (arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
+			a->opt_level = arg[2] - '0';
+			a->check_flags = true;
+			i++;
+		} else if (kiln_cli_flag(argv, argc, &i, "--rtol", &value) ||
+		           kiln_cli_flag(argv, argc, &i, "--atol", &value)) {
+			bool rel = !strncmp(arg, "--rtol", 6);
+			char *end;
+			double t = value ? strtod(value, &end) : -1;
+			if (!value || !*value || *end || !(t >= 0 && t < 1e30))
+				return kiln_cli_usage("run", "%s needs a number >= 0, got '%s'",
+				                      rel ? "--rtol" : "--atol", value ? value : "");
+			*(rel ? &a->rtol : &a->atol) = t;
+			a->check_flags = true;
+		} else if (kiln_cli_flag(argv, argc, &i, "--dump", &value)) {
+			if (!value || !*value)
+				return kiln_cli_usage("run", "--dump needs a directory");
+			a->dump_dir = value;
+			a->check_flags = true;
 		} else if (kiln_cli_flag(argv, argc, &i, "--output-dir", &value)) {
 			if (!value || !*value)
 				return kiln_cli_usage("run", "--output-dir needs a directory");
@@ -144,6 +185,8 @@ static int parse_args(int argc, char **argv, run_args *a)
 	}
 	if (!a->model)
 		return kiln_cli_usage("run", "no model given");
+	if (a->check_flags && !a->check)
+		return kiln_cli_usage("run", "-O, --rtol, --atol and --dump apply to --check only");
 	return KILN_EXIT_OK;
 }
 
@@ -496,14 +539,19 @@ static int run_main(int argc, char **argv)
 		run_args_free(&a);
 		return rc < 0 ? KILN_EXIT_OK : rc;
 	}
+	if (is_artefact(a.model) && a.check) {
+		run_args_free(&a);
+		return kiln_cli_usage("run", "--check needs the model (.onnx or .kir), not a compiled .so: "
+		                      "it compiles the model itself");
+	}
 	if (is_artefact(a.model)) {
 		rc = run_artefact(&a);
 		run_args_free(&a);
 		return rc;
 	}
-	if (a.threads) {
+	if (a.threads && !a.check) {
 		run_args_free(&a);
-		return kiln_cli_usage("run", "--threads applies to compiled models (.so) only");
+		return kiln_cli_usage("run", "--threads applies to compiled models (.so) and --check only");
 	}
 	kiln_graph *g = NULL;
 	rc = kiln_cli_load("run", a.model, &a.pins, &g);
@@ -523,6 +571,14 @@ static int run_main(int argc, char **argv)
 		rc = read_input(files[i], g->inputs[i], &inputs[i]);
 
 	kiln_interp *it = NULL;
+	if (rc == KILN_EXIT_OK && a.check) {
+		kiln_cli_check_opts co = {.model = a.model, .opt_level = a.opt_level,
+		                          .threads = a.threads, .rtol = a.rtol, .atol = a.atol,
+		                          .dump_dir = a.dump_dir};
+		rc = kiln_cli_check(&co, g, inputs);
+		a.check = false; /* the outputs are not written */
+		goto done;
+	}
 	if (rc == KILN_EXIT_OK) {
 		kiln_diag d;
 		kiln_diag_init(&d, a.model);
@@ -548,6 +604,7 @@ static int run_main(int argc, char **argv)
 		free(outs);
 	}
 
+done:
 	if (it)
 		kiln_interp_destroy(it);
 	for (int i = 0; inputs && i < g->n_inputs; i++)

@@ -97,6 +97,37 @@ static const char *sanitize(kiln_arena *a, const char *s, const char *prefix)
 
 /* ---- schedule and arena plan ---- */
 
+/* In-place reuse: the buffer of an input the kernel may overwrite with its
+ * output, or -1. Legal when the kernel computes each output element from
+ * the input elements at the same index before writing it (the elementwise
+ * kernels; only inputs 0 and 1: a variadic Min/Max accumulates into the
+ * output while reading inputs 2..), the input is an arena buffer that dies
+ * here, and it has the output's shape and byte size (not a broadcast one). */
+static int in_place_input(const builder *B, const kiln_node *n, const kiln_kcall *call,
+                          const int *last_use, int ni)
+{
+	static const char *const in_place[] = {"kk_ew_unary_f32", "kk_ew_unary", "kk_ew_binary_f32",
+	                                       "kk_ew_binary"};
+	bool ok = false;
+	for (size_t i = 0; i < sizeof in_place / sizeof *in_place; i++)
+		ok |= !strcmp(call->fn, in_place[i]);
+	if (!ok || n->n_outputs != 1)
+		return -1;
+	const kiln_type *yt = &n->outputs[0]->type;
+	for (int j = 0; j < n->n_inputs && j < 2; j++) {
+		const kiln_value *v = n->inputs[j];
+		if (!v || call->repl[j] || B->buf_of_value[v->id] < 0 || last_use[v->id] != ni ||
+		    kiln_type_bytes(&v->type) != kiln_type_bytes(yt) || v->type.rank != yt->rank)
+			continue;
+		bool same = true;
+		for (int k = 0; k < yt->rank; k++)
+			same &= v->type.dims[k] == yt->dims[k];
+		if (same && B->bufs[B->buf_of_value[v->id]].bytes == (int64_t)kiln_type_bytes(yt))
+			return B->buf_of_value[v->id];
+	}
+	return -1;
+}
+
 static kiln_status schedule(builder *B)
 {
 	const kiln_graph *g = B->g;
@@ -121,6 +152,19 @@ static kiln_status schedule(builder *B)
 		B->output_of_value[g->outputs[i]->id] = i;
 	for (int i = 0; i < g->n_inputs; i++)
 		B->input_of_value[g->inputs[i]->id] = i;
+
+	/* the last kernel step reading each value (graph outputs: never dies) */
+	int *last_use = kiln_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1));
+	if (!last_use)
+		return kiln_diag_error(d, KILN_ERR_OOM, NULL, "out of memory");
+	for (int i = 0; i < g->n_values; i++)
+		last_use[i] = -1;
+	for (int ni = 0; ni < g->n_nodes; ni++)
+		for (int i = 0; i < g->nodes[ni]->n_inputs; i++)
+			if (g->nodes[ni]->inputs[i])
+				last_use[g->nodes[ni]->inputs[i]->id] = ni;
+	for (int i = 0; i < g->n_outputs; i++)
+		last_use[g->outputs[i]->id] = INT_MAX;
 
 	int64_t intermediate = 0;
 	for (int ni = 0; ni < g->n_nodes; ni++) {
@@ -178,6 +222,11 @@ static kiln_status schedule(builder *B)
 				continue;
 			int64_t bytes = (int64_t)kiln_type_bytes(&v->type);
 			intermediate += bytes;
+			int reuse = in_place_input(B, n, call, last_use, ni);
+			if (reuse >= 0) {
+				B->buf_of_value[v->id] = reuse;
+				continue;
+			}
 			B->buf_of_value[v->id] = B->n_bufs;
 			B->bufs[B->n_bufs++] = (kiln_buffer){.bytes = bytes, .first = ni, .last = ni};
 		}
@@ -420,6 +469,37 @@ static kiln_status emit_glue(builder *B, int ki, LLVMValueRef *out)
 	return KILN_OK;
 }
 
+/* void kiln_hook(host, k): calls host->kernel_hook(host->hook_user, k)
+ * when the runner set one (kiln_abi_host fields 4 and 5). */
+static LLVMValueRef emit_hook(builder *B)
+{
+	LLVMTypeRef fields[6] = {B->i32, B->i32, B->ptr, B->ptr, B->ptr, B->ptr};
+	LLVMTypeRef host_t = LLVMStructTypeInContext(B->ctx, fields, 6, 0);
+	LLVMTypeRef params[2] = {B->ptr, B->i32};
+	LLVMTypeRef fn_t = LLVMFunctionType(LLVMVoidTypeInContext(B->ctx), params, 2, 0);
+	LLVMValueRef fn = LLVMAddFunction(B->mod, "kiln_hook", fn_t);
+	LLVMSetLinkage(fn, LLVMInternalLinkage);
+	set_target_attrs(B, fn);
+	add_enum_attr(B, fn, "nounwind");
+	LLVMBasicBlockRef saved = LLVMGetInsertBlock(B->b);
+	LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(B->ctx, fn, "entry");
+	LLVMBasicBlockRef call = LLVMAppendBasicBlockInContext(B->ctx, fn, "call");
+	LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(B->ctx, fn, "done");
+	LLVMValueRef host = LLVMGetParam(fn, 0);
+	LLVMPositionBuilderAtEnd(B->b, entry);
+	LLVMValueRef f = LLVMBuildLoad2(B->b, B->ptr, LLVMBuildStructGEP2(B->b, host_t, host, 4, ""), "");
+	LLVMBuildCondBr(B->b, LLVMBuildIsNull(B->b, f, ""), done, call);
+	LLVMPositionBuilderAtEnd(B->b, call);
+	LLVMValueRef user = LLVMBuildLoad2(B->b, B->ptr, LLVMBuildStructGEP2(B->b, host_t, host, 5, ""), "");
+	LLVMValueRef args[2] = {user, LLVMGetParam(fn, 1)};
+	LLVMBuildCall2(B->b, fn_t, f, args, 2, "");
+	LLVMBuildBr(B->b, done);
+	LLVMPositionBuilderAtEnd(B->b, done);
+	LLVMBuildRetVoid(B->b);
+	LLVMPositionBuilderAtEnd(B->b, saved);
+	return fn;
+}
+
 /* i32 entry(host, arena, inputs, outputs): the kernels in order, then the
  * outputs no kernel writes (constants, inputs, repeated outputs). */
 static kiln_status emit_entry(builder *B, LLVMValueRef *out)
@@ -440,8 +520,15 @@ static kiln_status emit_entry(builder *B, LLVMValueRef *out)
 	for (int i = 0; i < 4; i++)
 		p[i] = LLVMGetParam(fn, (unsigned)i);
 	LLVMPositionBuilderAtEnd(B->b, LLVMAppendBasicBlockInContext(B->ctx, fn, "entry"));
-	for (int i = 0; i < B->n_kernels; i++)
-		LLVMBuildCall2(B->b, glue_type(B), glue[i], p, 4, "");
+	LLVMValueRef hook = emit_hook(B);
+	LLVMTypeRef hook_params[2] = {B->ptr, B->i32};
+	LLVMTypeRef hook_t = LLVMFunctionType(LLVMVoidTypeInContext(B->ctx), hook_params, 2, 0);
+	for (int i = 0; i <= B->n_kernels; i++) {
+		LLVMValueRef hp[2] = {p[0], LLVMConstInt(B->i32, (unsigned)i, 0)};
+		LLVMBuildCall2(B->b, hook_t, hook, hp, 2, "");
+		if (i < B->n_kernels)
+			LLVMBuildCall2(B->b, glue_type(B), glue[i], p, 4, "");
+	}
 	for (int i = 0; i < g->n_outputs; i++) {
 		const kiln_value *v = g->outputs[i];
 		bool written = v->kind == KILN_VALUE_NODE && B->output_of_value[v->id] == i;
@@ -497,12 +584,67 @@ static LLVMValueRef io_array(builder *B, kiln_cpu_io *io, int n, const char *nam
 	return gv;
 }
 
+/* "Conv", or "fusion:output(Conv+Add+Relu)" for a fusion node. */
+static const char *kernel_op(builder *B, const kiln_node *n)
+{
+	if (n->op != KILN_OP_FUSION || !n->body)
+		return kiln_op_name(n->op);
+	char buf[256];
+	int len = snprintf(buf, sizeof buf, "fusion:%s(", kiln_fusion_kind_name(kiln_node_fusion_kind(n)));
+	for (int i = 0; i < n->body->n_nodes && len < (int)sizeof buf; i++)
+		len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%s", i ? "+" : "",
+		                kiln_op_name(n->body->nodes[i]->op));
+	if (len < (int)sizeof buf - 1)
+		snprintf(buf + len, sizeof buf - (size_t)len, ")");
+	return kiln_arena_strdup(B->c->arena, buf);
+}
+
+/* kiln_abi_kernel[n_kernels]: what each kernel runs, its bytes and FLOPs. */
+static LLVMValueRef kernel_array(builder *B)
+{
+	LLVMTypeRef fields[4] = {B->ptr, B->ptr, B->i64, B->i64};
+	LLVMTypeRef kernel_t = LLVMStructTypeInContext(B->ctx, fields, 4, 0);
+	if (!B->n_kernels)
+		return LLVMConstPointerNull(B->ptr);
+	LLVMValueRef *elems = kiln_arena_alloc(B->c->arena, sizeof *elems * (size_t)B->n_kernels);
+	if (!elems)
+		return NULL;
+	for (int i = 0; i < B->n_kernels; i++) {
+		const kernel *k = &B->kernels[i];
+		const kiln_node *n = k->node;
+		int64_t bytes = 0;
+		for (int j = 0; j < n->n_inputs; j++) {
+			const kiln_value *v = n->inputs[j];
+			bool seen = false;
+			for (int q = 0; q < j && !seen; q++)
+				seen = n->inputs[q] == v;
+			if (v && !seen)
+				bytes += k->repl[j] ? k->repl_bytes[j] : (int64_t)kiln_type_bytes(&v->type);
+		}
+		for (int j = 0; j < n->n_outputs; j++)
+			bytes += (int64_t)kiln_type_bytes(&n->outputs[j]->type);
+		const char *op = kernel_op(B, n);
+		if (!op)
+			return NULL;
+		LLVMValueRef f[4] = {const_string(B, n->name), const_string(B, op),
+		                     LLVMConstInt(B->i64, (unsigned long long)bytes, 0),
+		                     LLVMConstInt(B->i64, (unsigned long long)kiln_node_flops(n), 0)};
+		elems[i] = LLVMConstNamedStruct(kernel_t, f, 4);
+	}
+	LLVMValueRef init = LLVMConstArray2(kernel_t, elems, (uint64_t)B->n_kernels);
+	LLVMValueRef gv = LLVMAddGlobal(B->mod, LLVMTypeOf(init), "kernels");
+	LLVMSetInitializer(gv, init);
+	LLVMSetGlobalConstant(gv, 1);
+	LLVMSetLinkage(gv, LLVMPrivateLinkage);
+	return gv;
+}
+
 static kiln_status emit_descriptor(builder *B, LLVMValueRef entry)
 {
 	kiln_compiled *c = B->c;
 	LLVMTypeRef fields[] = {B->i32, B->i32, B->ptr, B->ptr, B->ptr, B->ptr, B->ptr,
 	                        B->i32, B->i32, B->ptr, B->ptr, B->i64, B->i64, B->i32,
-	                        B->i32, B->ptr};
+	                        B->i32, B->ptr, B->ptr};
 	unsigned nf = sizeof fields / sizeof *fields;
 	LLVMTypeRef model_t = LLVMStructTypeInContext(B->ctx, fields, nf, 0);
 	LLVMValueRef f[] = {
@@ -522,6 +664,7 @@ static kiln_status emit_descriptor(builder *B, LLVMValueRef entry)
 		LLVMConstInt(B->i32, (unsigned)c->stats.n_kernels, 0),
 		LLVMConstInt(B->i32, 0, 0),
 		entry,
+		kernel_array(B),
 	};
 	for (unsigned i = 0; i < nf; i++)
 		if (!f[i])

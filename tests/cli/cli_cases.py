@@ -11,10 +11,12 @@ files a case needs are written by a tiny writer here.
 import argparse
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 
 KILN = None
 SOURCE = None
@@ -86,11 +88,14 @@ def zeros_f32(n):
 def case_help():
     out, _ = expect(["--help"], 0, stderr="")
     check(out.startswith("usage: kiln [--help] [--version] COMMAND [ARGS]\n"), "usage line", out)
-    for line in ["  compile   compile a model to a shared object (or .o, asm, LLVM IR, C header)\n",
+    for line in ["  bench     time a model compiled unfused and fused, per kernel and in total\n",
+                 "  compile   compile a model to a shared object (or .o, asm, LLVM IR, C header)\n",
+                 "  graph     draw the optimised graph, fusions as clusters (SVG, PNG or DOT)\n",
                  "  inspect   print a model's textual IR and a summary (ops, parameters, FLOPs)\n",
+                 "  opt       run optimisation passes over a model and print the resulting IR\n",
                  "  run       run a model (interpreter, or a compiled .so) on .npy inputs\n"]:
         check(line in out, f"missing command line {line!r}", out)
-    for absent in ["bench", "quantize", "opt", "graph"]:
+    for absent in ["quantize"]:
         check(not re.search(rf"\b{absent}\b", out),
               f"help mentions {absent!r}, which does not exist yet", out)
     out2, _ = expect(["-h"], 0)
@@ -104,10 +109,14 @@ def case_version():
 
 def case_help_commands():
     for cmd, flags in [("run", ["--input", "--output-dir", "--shape", "--threads", "--print",
-                                "--help"]),
+                                "--check", "--rtol", "--atol", "--dump", "--help"]),
                        ("compile", ["-o OUT", "--emit", "-O0", "--target", "--cpu", "--name",
                                     "--shape", "--stats", "--help"]),
-                       ("inspect", ["--summary", "--full-constants", "--shape", "--help"])]:
+                       ("inspect", ["--summary", "--full-constants", "--shape", "--help"]),
+                       ("bench", ["--compare", "--threads", "--repeat", "--warmup", "--kernels",
+                                  "--json", "--shape", "--help"]),
+                       ("opt", ["-O0", "--passes", "--disable-pass", "--print-after",
+                                "--verify-each", "--list-passes", "--shape", "--help"])]:
         out, _ = expect(["help", cmd], 0, stderr="")
         check(out.startswith(f"usage: kiln {cmd} MODEL"), f"'kiln help {cmd}' usage line", out)
         for flag in flags:
@@ -119,7 +128,7 @@ def case_help_commands():
 
 def case_usage_global():
     expect([], 2, stdout="", stderr=usage(None, "no command given"))
-    expect(["bench", MODEL], 2, stdout="", stderr=usage(None, "unknown command 'bench'"))
+    expect(["quantize", MODEL], 2, stdout="", stderr=usage(None, "unknown command 'quantize'"))
     expect(["--bogus"], 2, stdout="", stderr=usage(None, "unknown flag '--bogus'"))
     expect(["help", "bogus"], 2, stdout="", stderr=usage(None, "unknown command 'bogus'"))
 
@@ -151,7 +160,122 @@ def case_usage_compile():
     expect(["run", MODEL, INPUT, "--threads", "0"], 2,
            stderr=usage("run", "--threads needs a count from 1 to 1024, got '0'"))
     expect(["run", MODEL, INPUT, "--threads", "2"], 2,
-           stderr=usage("run", "--threads applies to compiled models (.so) only"))
+           stderr=usage("run", "--threads applies to compiled models (.so) and --check only"))
+
+
+def case_usage_opt():
+    """kiln opt and the pass flags of kiln compile: unknown passes are usage
+    errors found before the model is read; --list-passes names every pass."""
+    unknown = "kiln: --passes: unknown pass 'fold-bn' (kiln opt --list-passes lists them)\n"
+    expect(["opt", "missing.onnx", "--passes=fold-bn"], 2, stdout="",
+           stderr=unknown + "Run 'kiln opt --help' for usage.\n")
+    expect(["compile", "missing.onnx", "-o", "x.so", "--passes=fold-bn"], 2, stdout="",
+           stderr=unknown + "Run 'kiln compile --help' for usage.\n")
+    expect(["opt", MODEL, "--disable-pass=dce,nope"], 2, stdout="",
+           stderr="kiln: --disable-pass: unknown pass 'nope' (kiln opt --list-passes lists them)\n"
+                  "Run 'kiln opt --help' for usage.\n")
+    expect(["opt", MODEL, "--print-after=x"], 2,
+           stderr="kiln: --print-after: unknown pass 'x' (kiln opt --list-passes lists them)\n"
+                  "Run 'kiln opt --help' for usage.\n")
+    expect(["opt"], 2, stderr=usage("opt", "no model given"))
+    expect(["opt", MODEL, "-O5"], 2, stderr=usage("opt", "unknown flag '-O5'"))
+    out, _ = expect(["opt", "--list-passes"], 0, stderr="")
+    for line in ["  fold-batchnorm   ", "  fuse-output      ", "  dce              ",
+                 "  fold-constants   ", "  simplify         ", "  cse              ",
+                 "  fuse-patterns    ", "  -O0  (none)\n",
+                 "  -O1  fold-constants,simplify,cse,fold-batchnorm,dce\n"]:
+        check(line in out, f"--list-passes lacks {line!r}", out)
+    # -O2: the cleanups first, then the fusions, dce last (in this order,
+    # whatever other passes sit between them)
+    o2 = [ln[len("  -O2  "):].split(",") for ln in out.splitlines() if ln.startswith("  -O2  ")]
+    want = ["fold-constants", "simplify", "cse", "fuse-patterns", "fold-batchnorm",
+            "fuse-output", "dce"]
+    check(len(o2) == 1 and [p for p in o2[0] if p in want] == want and o2[0][-1] == "dce",
+          f"--list-passes: -O2 should run {','.join(want)} in this order", out)
+    # the bundled MLP has no BatchNormalization: -O2 fuses its two Gemm+Relu
+    out, err = expect(["opt", MODEL, "--print-after=all"], 0)
+    check(out.count("= fusion @") == 2 and out.count('{kind = "output"}') == 2,
+          "kiln opt -O2 on the MLP: expected two output fusions", out, err)
+    for p in ["fold-constants", "simplify", "cse", "fuse-patterns", "fold-batchnorm",
+              "fuse-output", "dce"]:
+        check(f"// ---- IR after pass {p} ----\n" in err, f"no IR printed after {p}", out, err)
+    out, _ = expect(["opt", MODEL, "-O0"], 0)
+    check("fusion" not in out and out.count("= Gemm @") == 3, "kiln opt -O0 changed the MLP", out)
+    out, _ = expect(["opt", MODEL, "--disable-pass=fuse-output"], 0)
+    check("fusion" not in out, "--disable-pass=fuse-output still fused", out)
+
+
+def case_bench():
+    """kiln bench: usage errors, then a short real run on the MLP whose JSON
+    must be complete and consistent (the fused variant launches fewer
+    kernels and moves fewer bytes, both give the same outputs)."""
+    import json
+    expect(["bench"], 2, stderr=usage("bench", "no model given"))
+    expect(["bench", MODEL, "--compare", "unfused,magic"], 2,
+           stderr=usage("bench", "--compare: unknown variant 'magic' (unfused, fused)"))
+    expect(["bench", MODEL, "--compare", "fused,fused"], 2,
+           stderr=usage("bench", "--compare: 'fused' given twice"))
+    expect(["bench", MODEL, "--threads", "0"], 2,
+           stderr=usage("bench", "--threads needs a count from 1 to 1024, got '0'"))
+    expect(["bench", MODEL, "--repeat", "x"], 2,
+           stderr=usage("bench", "--repeat needs a count from 1 to 1000000, got 'x'"))
+    rc, out, err = kiln("bench", "missing.onnx")
+    check(rc == 1 and "missing.onnx" in err and out == "", "bench on a missing model", out, err)
+    with tempfile.TemporaryDirectory(prefix="kiln-cli-") as tmp:
+        js = os.path.join(tmp, "b.json")
+        out, err = expect(["bench", MODEL, "--threads", "1", "--repeat", "5", "--warmup", "1",
+                           "--json", js], 0)
+        check("| unfused |" in out and "| fused |" in out and "speedup: fused over unfused" in out,
+              "bench table", out, err)
+        with open(js) as f:
+            data = json.load(f)
+        check(data["threads"] == 1 and data["repeat"] == 5, "bench JSON header", json.dumps(data))
+        v = {x["name"]: x for x in data["variants"]}
+        check(set(v) == {"unfused", "fused"}, "bench JSON variants", json.dumps(data))
+        check(v["unfused"]["kernels"] == 6 and v["fused"]["kernels"] == 4,
+              "MLP kernels: 6 unfused (3 Gemm, 2 Relu, Softmax), 4 fused", json.dumps(data))
+        check(v["fused"]["bytes_moved"] < v["unfused"]["bytes_moved"], "fused moves fewer bytes",
+              json.dumps(data))
+        ops = [k["op"] for k in v["fused"]["kernel_times"]]
+        check(ops == ["fusion:output(Gemm+Relu)", "fusion:output(Gemm+Relu)", "Gemm", "Softmax"],
+              "fused kernel ops", json.dumps(data))
+        check(all(k["median_ms"] > 0 for x in v.values() for k in x["kernel_times"]),
+              "every kernel timed", json.dumps(data))
+        check(0 <= data["max_output_diff"] < 1e-5, "variants agree", json.dumps(data))
+
+
+def case_run_check():
+    """kiln run --check: a clean pass, then a forced mismatch (zero
+    tolerance) naming the first kernel, its members and ONNX nodes, with a
+    reproducer that reruns cleanly; and its usage errors."""
+    out, err = expect(["run", MODEL, INPUT, "--check"], 0)
+    check(out.startswith(f"checking 4 kernels of {MODEL} at -O2 against the interpreter "
+                         "(rtol 0.0001, atol 1e-05)\n")
+          and "all 4 kernels within tolerance" in out, "--check on the MLP", out, err)
+    out, _ = expect(["run", MODEL, INPUT, "--check", "-O0"], 0)
+    check("checking 6 kernels" in out, "--check -O0 runs one kernel per op", out)
+    with tempfile.TemporaryDirectory(prefix="kiln-cli-") as tmp:
+        rep = os.path.join(tmp, "rep")
+        out, err = expect(["run", MODEL, INPUT, "--check", "--rtol", "0", "--atol", "0",
+                           "--dump", rep], 1)
+        check("FIRST MISMATCH: kernel 0 of 4, node 'fc1.fused' (fusion:output(Gemm+Relu)), "
+              "from ONNX nodes fc1,relu1\n" in out and "  member: Gemm fc1\n" in out,
+              "the first kernel, its members and sources", out, err)
+        check(os.path.exists(os.path.join(rep, "repro.kir")) and
+              os.path.exists(os.path.join(rep, "input0.npy")), "reproducer files", out, err)
+        repro = os.path.join(rep, "repro.kir")
+        out, err = expect(["run", repro, "--input", "input=" + os.path.join(rep, "input0.npy"),
+                           "--check"], 0)
+        check("all 1 kernels within tolerance" in out, "the reproducer reruns", out, err)
+        expect(["run", MODEL, INPUT, "--dump", rep], 2,
+               stderr=usage("run", "-O, --rtol, --atol and --dump apply to --check only"))
+        expect(["run", MODEL, INPUT, "--check", "--rtol", "-1"], 2,
+               stderr=usage("run", "--rtol needs a number >= 0, got '-1'"))
+        so = os.path.join(tmp, "m.so")
+        expect(["compile", MODEL, "-o", so], 0)
+        expect(["run", so, INPUT, "--check"], 2,
+               stderr=usage("run", "--check needs the model (.onnx or .kir), not a compiled .so: "
+                                   "it compiles the model itself"))
 
 
 def case_compile_errors():
@@ -339,6 +463,188 @@ def case_run_outputs():
         open(blocker, "w").close()
         expect(["run", MODEL, INPUT, "--output-dir", os.path.join(blocker, "sub")], 1, stdout="",
                stderr=f"{blocker}: cannot create directory: Not a directory\n")
+
+
+def graph_env(path_dirs):
+    """The environment with PATH set to path_dirs (to hide or fake `dot`)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(path_dirs)
+    return env
+
+
+def kiln_env(args, env):
+    proc = subprocess.run([KILN, *args], capture_output=True, text=True, cwd=SOURCE,
+                          timeout=120, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def clusters(dot_text):
+    """{cluster body text} of each `subgraph cluster_*` in a DOT file."""
+    return re.findall(r"subgraph cluster_\w+ \{\n(.*?)\n  \}", dot_text, re.S)
+
+
+def case_graph_usage():
+    """kiln graph: help, exit codes and exact usage messages."""
+    out, _ = expect(["help", "graph"], 0, stderr="")
+    check(out.startswith("usage: kiln graph MODEL"), "'kiln help graph' usage line", out)
+    for flag in ["-o FILE", ".svg", ".png", ".dot", "-O0", "--passes", "--disable-pass",
+                 "--shape", "--help", "install graphviz", "Exit status:"]:
+        check(flag in out, f"'kiln help graph' does not document {flag}", out)
+    expect(["graph", "--help"], 0, stdout=out)
+    expect(["graph", MODEL, "-h"], 0, stdout=out)
+    expect(["graph"], 2, stdout="", stderr=usage("graph", "no model given"))
+    expect(["graph", "-o", "x.svg"], 2, stdout="", stderr=usage("graph", "no model given"))
+    expect(["graph", MODEL], 2, stdout="",
+           stderr=usage("graph", "no output file given (-o FILE.svg, .png or .dot)"))
+    expect(["graph", MODEL, "-o"], 2, stderr=usage("graph", "-o needs a file name"))
+    for name in ["x.txt", "x.svgz", "svg", ".svg"]:
+        expect(["graph", MODEL, "-o", name], 2, stdout="", stderr=usage(
+            "graph", f"-o '{name}': unknown picture format; name the file *.svg, *.png or *.dot"))
+    expect(["graph", MODEL, "-o", "x.svg", "--bogus"], 2,
+           stderr=usage("graph", "unknown flag '--bogus'"))
+    expect(["graph", MODEL, "-o", "x.svg", "-O4"], 2, stderr=usage("graph", "unknown flag '-O4'"))
+    expect(["graph", MODEL, "x.onnx", "-o", "x.svg"], 2,
+           stderr=usage("graph", f"more than one model given ('{MODEL}' and 'x.onnx')"))
+    expect(["graph", MODEL, "-o", "x.svg", "--shape", "input"], 2, stderr=usage(
+        "graph", "--shape 'input': expected NAME=DIMxDIM... with up to 8 non-negative "
+                 "integer dims (e.g. input=1x3x224x224)"))
+    # unknown passes are usage errors found before the model is read
+    expect(["graph", "missing.onnx", "-o", "x.svg", "--passes=fold-bn"], 2, stdout="",
+           stderr="kiln: --passes: unknown pass 'fold-bn' (kiln opt --list-passes lists them)\n"
+                  "Run 'kiln graph --help' for usage.\n")
+    expect(["graph", MODEL, "-o", "x.dot", "--disable-pass=nope"], 2, stdout="",
+           stderr="kiln: --disable-pass: unknown pass 'nope' (kiln opt --list-passes lists "
+                  "them)\nRun 'kiln graph --help' for usage.\n")
+    check(not any(os.path.exists(os.path.join(SOURCE, f)) for f in ["x.svg", "x.dot"]),
+          "a usage error wrote a file")
+
+
+def case_graph_draw():
+    """kiln graph: fusion nodes as clusters in the DOT, an SVG and a PNG made
+    by Graphviz, and errors (no `dot`, `dot` failing, bad model, unwritable
+    folder) that leave no file behind and keep an existing one."""
+    with tempfile.TemporaryDirectory(prefix="kiln-cli-") as tmp:
+        dot_file = os.path.join(tmp, "mlp.dot")
+        expect(["graph", MODEL, "-o", dot_file], 0, stdout="", stderr="")
+        with open(dot_file) as f:
+            text = f.read()
+        check(text.startswith("digraph kiln {\n") and text.endswith("}\n"), "a DOT digraph", text)
+        body = clusters(text)
+        check(len(body) == 2 and text.count('fillcolor="#fde6cc"') == 2,
+              "-O2 on the MLP: two output-fusion clusters, coloured by kind", text)
+        for name, (gemm, relu) in zip(["fc1", "fc2"], [("fc1", "relu1"), ("fc2", "relu2")]):
+            c = next((c for c in body if f"<BR/>{name}.fused>" in c), "")
+            check("<B>output fusion</B>" in c and f"<B>Gemm</B><BR/>{gemm}<BR/>" in c
+                  and f"<B>Relu</B><BR/>{relu}>" in c,
+                  f"cluster {name}.fused: labelled 'output fusion', holding {gemm} and {relu}",
+                  text)
+            check(f"{name}.weight f32[" in c, f"{name}'s weight noted in its Gemm's box", text)
+        for edge in ['label="f32[1,784]"', 'label="f32[1,256]"', 'label="f32[1,128]"',
+                     'label="f32[1,10]"']:
+            check(edge in text, f"no edge labelled {edge}", text)
+        check(re.search(r'i\d+ \[shape=ellipse, fillcolor=[^\n]*<B>input</B><BR/>f32\[1,784\]>',
+                        text) and "peripheries=2" in text and "<B>probs</B>" in text,
+              "graph input and output drawn as ellipses", text)
+        check("fc1.weight" not in text.replace("fc1.weight f32[256,784]", ""),
+              "a weight drawn other than as a note", text)
+        # The input feeds the body node that consumes the matching body input.
+        fc1 = re.search(r"(f\d+_\d+) \[label=<<B>Gemm</B><BR/>fc1<BR/>", text)
+        inp = re.search(r"(i\d+) \[shape=ellipse", text)
+        check(fc1 and inp and f"{inp[1]} -> {fc1[1]} [" in text, "input -> fc1 inside a cluster",
+              text)
+        for flags in [["-O0"], ["--disable-pass=fuse-output"]]:
+            expect(["graph", MODEL, *flags, "-o", dot_file], 0, stdout="", stderr="")
+            with open(dot_file) as f:
+                unfused = f.read()
+            check("cluster" not in unfused and unfused.count("<B>Gemm</B>") == 3
+                  and unfused.count("<B>Relu</B>") == 2, f"{flags}: no fusion", unfused)
+        # A fused .kir (the text of kiln opt) draws the same clusters at -O0.
+        kir = os.path.join(tmp, "fused.kir")
+        out, _ = expect(["opt", MODEL], 0)
+        with open(kir, "w") as f:
+            f.write(out)
+        expect(["graph", kir, "-O0", "-o", dot_file], 0, stdout="", stderr="")
+        with open(dot_file) as f:
+            check(len(clusters(f.read())) == 2, "the fused .kir: two clusters")
+        check(sorted(os.listdir(tmp)) == ["fused.kir", "mlp.dot"], "temp files left",
+              str(os.listdir(tmp)))
+
+        # Names that need escaping in DOT and HTML-like labels.
+        odd = 'x"<in>&\\N'
+        weird = os.path.join(tmp, "odd.kir")
+        with open(weird, "w") as f:
+            f.write('graph @g opset 17 {\n  input %"x\\"<in>&\\\\N" : f32[2]\n'
+                    '  const %"k\\x01\\xff" : f32[] = dense<[6.0]>\n'
+                    '  %y : f32[2] = Mul @"m\\"\\\\l" (%"x\\"<in>&\\\\N", %"k\\x01\\xff")\n'
+                    '  output %y\n}\n')
+        odd_dot = os.path.join(tmp, "odd.dot")
+        expect(["graph", weird, "-o", odd_dot], 0, stdout="", stderr="")
+        with open(odd_dot) as f:
+            text = f.read()
+        check("<B>x&quot;&lt;in&gt;&amp;\\\\N</B>" in text and 'tooltip="x\\"<in>&\\\\N"' in text
+              and "<B>Mul</B><BR/>m&quot;\\\\l<BR/>" in text
+              and "k\\\\x01\\\\xff f32[] = 6" in text,
+              "names escaped for HTML-like labels and quoted strings", text)
+
+        # Errors: nothing written, an existing file kept.
+        svg = os.path.join(tmp, "m.svg")
+        with open(svg, "w") as f:
+            f.write("old")
+        empty = os.path.join(tmp, "empty")
+        os.mkdir(empty)
+        rc, out, err = kiln_env(["graph", MODEL, "-o", svg], graph_env([empty]))
+        check(rc == 1 and out == "" and err == f"{svg}: cannot render SVG: Graphviz's 'dot' is "
+              "not on PATH; install graphviz (apt-get install graphviz), or write a .dot file\n",
+              "no dot: one message naming the fix", out, err)
+        fake = os.path.join(tmp, "fake")
+        os.mkdir(fake)
+        with open(os.path.join(fake, "dot"), "w") as f:
+            f.write("#!/bin/sh\necho '<svg half'\necho 'Error: dot broke' >&2\nexit 3\n")
+        os.chmod(os.path.join(fake, "dot"), 0o755)
+        rc, out, err = kiln_env(["graph", MODEL, "-o", svg], graph_env([empty, fake]))
+        check(rc == 1 and out == "" and err == f"{svg}: {fake}/dot -Tsvg failed (exit 3): "
+              "Error: dot broke\n", "a failing dot: exit 1, its first line", out, err)
+        with open(svg) as f:
+            check(f.read() == "old", "a failed kiln graph changed an existing output")
+        with open(dot_file) as f:
+            before = f.read()
+        expect(["graph", "no/such.onnx", "-o", dot_file], 1, stdout="",
+               stderr="no/such.onnx: cannot open: No such file or directory\n")
+        with open(dot_file) as f:
+            check(f.read() == before, "a failed kiln graph changed an existing output")
+        missing_dir = os.path.join(tmp, "no", "g.dot")
+        expect(["graph", MODEL, "-o", missing_dir], 1, stdout="",
+               stderr=f"{missing_dir}: cannot create: No such file or directory\n")
+        os.remove(svg)
+        check(sorted(os.listdir(tmp)) == ["empty", "fake", "fused.kir", "mlp.dot", "odd.dot",
+                                          "odd.kir"],
+              "files left behind by failed runs", str(os.listdir(tmp)))
+
+        if not shutil.which("dot"):
+            print("skip: the SVG and PNG checks need Graphviz's dot "
+                  "(install graphviz: scripts/setup.sh)")
+            return
+        expect(["graph", MODEL, "-o", svg], 0, stdout="", stderr="")
+        with open(svg) as f:
+            text = f.read()
+        root = ET.fromstring(text)
+        check(root.tag.endswith("svg") and "<svg" in text, "valid XML with an <svg> root",
+              text[:500])
+        titles = [t.text for t in root.iter() if t.tag.endswith("text")]
+        check(titles.count("output fusion") == 2 and "fc1.fused" in titles,
+              "the SVG shows the two fusion clusters", str(titles))
+        png = os.path.join(tmp, "m.png")
+        expect(["graph", MODEL, "-O0", "-o", png], 0, stdout="", stderr="")
+        with open(png, "rb") as f:
+            check(f.read(8) == b"\x89PNG\r\n\x1a\n", "a PNG file")
+        odd_svg = os.path.join(tmp, "odd.svg")
+        expect(["graph", weird, "-o", odd_svg], 0, stdout="", stderr="")
+        texts = [t.text for t in ET.parse(odd_svg).getroot().iter() if t.tag.endswith("text")]
+        check(odd in texts and 'm"\\l' in texts and "k\\x01\\xff f32[] = 6" in texts,
+              "escaped names render as they are", str(texts))
+        check(sorted(os.listdir(tmp)) == ["empty", "fake", "fused.kir", "m.png", "m.svg",
+                                          "mlp.dot", "odd.dot", "odd.kir", "odd.svg"],
+              "temp files left", str(os.listdir(tmp)))
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,8 @@ static void compile_and_run(fixture *f, int level, const char *cpu)
 	kiln_compiled *c = NULL;
 	assert_int_equal(kiln_compile(f->g, &o, &c, &f->d), KILN_OK);
 	const kiln_compile_stats *s = kiln_compiled_stats(c);
-	assert_int_equal(s->n_kernels, 3);
+	/* -O2 and up: Relu, Add and Mul run as one loop fusion */
+	assert_int_equal(s->n_kernels, level >= 2 ? 1 : 3);
 	assert_true(s->weight_bytes >= 12);
 	const char *so = path_in(f, "tiny.so");
 	assert_int_equal(kiln_compiled_emit(c, KILN_EMIT_SO, so, &f->d), KILN_OK);
@@ -134,6 +136,104 @@ static void compile_and_run(fixture *f, int level, const char *cpu)
 	for (int i = 0; i < 3; i++)
 		assert_float_equal(bo[i], b[i], 0);
 	kiln_rt_session_free(sess);
+	kiln_rt_model_free(m);
+}
+
+/* The descriptor lists the kernels in order; with a profile buffer each run
+ * adds every kernel's time into it, and only while it is set. */
+static void test_kernels_and_profile(void **state)
+{
+	fixture *f = *state;
+	kiln_compile_opts o = {.opt_level = 2, .disable_passes = "fuse-loop"};
+	kiln_compiled *c = NULL;
+	assert_int_equal(kiln_compile(f->g, &o, &c, &f->d), KILN_OK);
+	const char *so = path_in(f, "prof.so");
+	assert_int_equal(kiln_compiled_emit(c, KILN_EMIT_SO, so, &f->d), KILN_OK);
+	kiln_compiled_destroy(c);
+	char err[512];
+	kiln_rt_model_t *m = NULL;
+	assert_int_equal(kiln_rt_model_load(so, &m, err, sizeof err), KILN_RT_OK);
+	assert_int_equal(kiln_rt_model_n_kernels(m), 3);
+	static const char *const names[] = {"relu", "add", "mul"}, *const ops[] = {"Relu", "Add", "Mul"};
+	for (int k = 0; k < 3; k++) {
+		const kiln_abi_kernel *ki = kiln_rt_model_kernel(m, k);
+		assert_non_null(ki);
+		assert_string_equal(ki->name, names[k]);
+		assert_string_equal(ki->op, ops[k]);
+		/* Relu reads x and writes r (24 B each); Add reads r and b (12 B) */
+		assert_int_equal(ki->bytes, k == 1 ? 24 + 12 + 24 : 48);
+		assert_int_equal(ki->flops, 6);
+	}
+	assert_null(kiln_rt_model_kernel(m, 3));
+	assert_null(kiln_rt_model_kernel(m, -1));
+	kiln_rt_session_t *s = NULL;
+	assert_int_equal(kiln_rt_session_create(m, NULL, &s), KILN_RT_OK);
+	float x[6] = {1, 2, 3, 4, 5, 6}, z[6], xo[6], bo[3], z2[6];
+	const void *ins[1] = {x};
+	void *outs[4] = {z, xo, bo, z2};
+	double times[4] = {0, 0, 0, -7};
+	kiln_rt_session_profile(s, times);
+	for (int r = 0; r < 3; r++)
+		assert_int_equal(kiln_rt_session_run_raw(s, ins, outs), KILN_RT_OK);
+	for (int k = 0; k < 3; k++)
+		assert_true(times[k] > 0 && times[k] < 1);
+	assert_true(times[3] == -7); /* nothing past n_kernels */
+	double before[3] = {times[0], times[1], times[2]};
+	kiln_rt_session_profile(s, NULL);
+	assert_int_equal(kiln_rt_session_run_raw(s, ins, outs), KILN_RT_OK);
+	for (int k = 0; k < 3; k++)
+		assert_true(times[k] == before[k]);
+	kiln_rt_session_free(s);
+	kiln_rt_model_free(m);
+}
+
+/* Elementwise kernels write over an input that dies at them: a chain of
+ * five 4 KB tensors needs one 4 KB arena buffer, while a value still read
+ * later (a, read again by the Add) is never overwritten. */
+static void test_in_place(void **state)
+{
+	fixture *f = *state;
+	static const char kir[] =
+		"graph @chain opset 21 {\n"
+		"  input %x : f32[1024]\n"
+		"  %a : f32[1024] = Mul @mul (%x, %x)\n"
+		"  %b : f32[1024] = Tanh @tanh (%a)\n"
+		"  %c : f32[1024] = Neg @neg (%b)\n"
+		"  %d : f32[1024] = Add @add (%c, %a)\n"
+		"  %e : f32[1024] = Sigmoid @sig (%d)\n"
+		"  %y : f32[1024] = Abs @abs (%e)\n"
+		"  output %y\n"
+		"}\n";
+	kiln_graph *g = NULL;
+	assert_int_equal(kiln_graph_parse(kir, "chain.kir", &g, &f->d), KILN_OK);
+	kiln_compile_opts o = {.opt_level = 2, .disable_passes = "fuse-loop"};
+	kiln_compiled *c = NULL;
+	assert_int_equal(kiln_compile(g, &o, &c, &f->d), KILN_OK);
+	const kiln_compile_stats *st = kiln_compiled_stats(c);
+	assert_int_equal(st->intermediate_bytes, 5 * 4096);
+	/* a and b live together (a is read by the Add), then c takes b's buffer,
+	 * d takes c's (or a's), e and nothing else after: two buffers */
+	assert_int_equal(st->arena_bytes, 2 * 4096);
+	const char *so = path_in(f, "chain.so");
+	assert_int_equal(kiln_compiled_emit(c, KILN_EMIT_SO, so, &f->d), KILN_OK);
+	kiln_compiled_destroy(c);
+	kiln_graph_destroy(g);
+	char err[512];
+	kiln_rt_model_t *m = NULL;
+	assert_int_equal(kiln_rt_model_load(so, &m, err, sizeof err), KILN_RT_OK);
+	kiln_rt_session_t *s = NULL;
+	assert_int_equal(kiln_rt_session_create(m, NULL, &s), KILN_RT_OK);
+	static float x[1024], y[1024];
+	for (int i = 0; i < 1024; i++)
+		x[i] = (float)(i - 512) / 256.0f;
+	const void *ins[1] = {x};
+	void *outs[1] = {y};
+	assert_int_equal(kiln_rt_session_run_raw(s, ins, outs), KILN_RT_OK);
+	for (int i = 0; i < 1024; i++) {
+		double a = (double)x[i] * x[i], d = -tanh(a) + a;
+		assert_float_equal(y[i], 1.0 / (1.0 + exp(-d)), 1e-6);
+	}
+	kiln_rt_session_free(s);
 	kiln_rt_model_free(m);
 }
 
@@ -342,6 +442,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kernels_and_profile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symbols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forms_and_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cross_object, setup, teardown),

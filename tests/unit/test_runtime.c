@@ -118,8 +118,9 @@ static const char art_src[] =
 	"static const kiln_abi_tensor ins[] = {{\"n\", 4, 1, {1}, 8}};\n"
 	"static const kiln_abi_tensor outs[] = {{\"hits\", 5, 1, {HITS}, HITS * 4},\n"
 	"                                       {\"info\", 4, 1, {8}, 64}};\n"
+	"static const kiln_abi_kernel ks[] = {{\"par\", \"Test\", 0, 0}};\n"
 	"const kiln_abi_model kiln_model = {MAGIC, VERSION, \"par\", \"0.1.0\", TRIPLE, \"x86-64\",\n"
-	"	FEATURES, 1, 2, ins, outs, ARENA, SCRATCH, 1, 0, entry};\n"
+	"	FEATURES, 1, 2, ins, outs, ARENA, SCRATCH, 1, 0, entry, ks};\n"
 	"#elif !defined(NO_DESCRIPTOR)\n"
 	"static int32_t entry(const kiln_abi_host *h, void *arena, const void *const *in,\n"
 	"                     void *const *out)\n{\n"
@@ -131,8 +132,10 @@ static const char art_src[] =
 	"static const kiln_abi_tensor ins[] = {{\"a\", 0, 2, {2, 3}, 24},\n"
 	"                                      {\"b\", B_DTYPE, B_RANK, B_DIMS, 24}};\n"
 	"static const kiln_abi_tensor outs[] = {{\"y\", 0, 2, {2, 3}, Y_BYTES}};\n"
+	"#ifndef KERNELS\n#define KERNELS ks\n#endif\n"
+	"static const kiln_abi_kernel ks[] = {{\"add\", \"Add\", 72, 6}};\n"
 	"const kiln_abi_model kiln_model = {MAGIC, VERSION, \"add\", \"0.1.0\", TRIPLE, \"x86-64\",\n"
-	"	FEATURES, 2, 1, ins, outs, 256, 0, 1, 0, ENTRY};\n"
+	"	FEATURES, 2, 1, ins, outs, 256, 0, 1, 0, ENTRY, KERNELS};\n"
 	"#endif\n";
 
 #if defined(__x86_64__)
@@ -148,12 +151,13 @@ static const char *const variants[][2] = {
 	{"nosym", "-DNO_DESCRIPTOR"},
 	{"undef", "-DUNDEF"},
 	{"magic", "-DMAGIC=0x12345678"},
-	{"version", "-DVERSION=2"},
+	{"version", "-DVERSION=3"},
 	{"bad_dtype", "-DB_DTYPE=42"},
 	{"bad_rank", "-DB_RANK=9"},
 	{"bad_dim", "-D'B_DIMS={2,-3}'"},
 	{"bad_bytes", "-DY_BYTES=20"},
 	{"null_entry", "-DENTRY=0"},
+	{"null_kernels", "-DKERNELS=0"},
 	{"ret7", "-DRET=7"},
 #ifdef HOST_FEATURE
 	{"unknown_feature", "-DFEATURES='\"" HOST_FEATURE ",,frobnicate\"'"},
@@ -480,13 +484,14 @@ static void test_load_abi(void **state)
 	(void)state;
 	expect_load("magic.so", KILN_RT_ERR_ABI,
 	            "%s: bad magic 0x12345678, expected 0x4e4c494b (not a kiln descriptor)");
-	expect_load("version.so", KILN_RT_ERR_ABI, "%s: ABI version 2, this runtime speaks version 1");
+	expect_load("version.so", KILN_RT_ERR_ABI, "%s: ABI version 3, this runtime speaks version 2");
 	expect_load("bad_dtype.so", KILN_RT_ERR_ABI, "%s: input 1 'b': dtype 42 is not a kiln dtype");
 	expect_load("bad_rank.so", KILN_RT_ERR_ABI, "%s: input 1 'b': rank 9 outside [0, 8]");
 	expect_load("bad_dim.so", KILN_RT_ERR_ABI, "%s: input 1 'b': dim 1 is -3, out of range");
 	expect_load("bad_bytes.so", KILN_RT_ERR_ABI,
 	            "%s: output 0 'y': bytes 20, expected 24 for f32 [2,3]");
 	expect_load("null_entry.so", KILN_RT_ERR_ABI, "%s: descriptor field 'entry' is NULL");
+	expect_load("null_kernels.so", KILN_RT_ERR_ABI, "%s: descriptor field 'kernels' is NULL");
 }
 
 static void test_load_cpu(void **state)
@@ -538,8 +543,9 @@ static const kiln_abi_tensor scale_out[] = {{"y", 3, 1, {4}, 32}};
 static void test_from_abi(void **state)
 {
 	(void)state;
+	static const kiln_abi_kernel ks[] = {{"scale", "Mul", 64, 4}};
 	kiln_abi_model abi = {KILN_ABI_MAGIC, KILN_ABI_VERSION, "scale", "0.1.0", "", "", "",
-	                      1, 1, scale_in, scale_out, 0, 0, 1, 0, scale_entry};
+	                      1, 1, scale_in, scale_out, 0, 0, 1, 0, scale_entry, ks};
 	kiln_rt_model_t *m;
 	char err[256] = "unset";
 	assert_int_equal(kiln_rt_model_from_abi(&abi, &m, err, sizeof err), KILN_RT_OK);
