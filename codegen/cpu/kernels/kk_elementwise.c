@@ -550,3 +550,159 @@ KK_KERNEL(kk_ew_cast)
 	ew_walk w = ew_walk_init(ip, fp, t);
 	ew_run(&w, h, ew_cast_row);
 }
+
+/* ---- loop fusion: an elementwise program ---------------------------------- */
+
+typedef struct ewp_prog {
+	ew_walk w; /* first member: the row function gets &w */
+	int nout, nreg, nconst, ninstr;
+	const int64_t *out_reg; /* [nout] */
+	const int64_t *instr;   /* [ninstr][KK_EWP_INSTR_SIZE] */
+	const double *consts;   /* [nconst] */
+} ewp_prog;
+
+/* d[j] = EXPR over nv vectors; va, vb, vc load a, b, c (the operands an op
+ * uses; the others are never read). */
+#define EWP_MAP1(EXPR)                                                  \
+	do {                                                                \
+		for (int64_t j = 0; j < nv * KK_VL; j += KK_VL) {               \
+			kk_vf va = kk_load(a + j);                                  \
+			kk_store(d + j, (EXPR));                                    \
+		}                                                               \
+	} while (0)
+#define EWP_MAP2(EXPR)                                                  \
+	do {                                                                \
+		for (int64_t j = 0; j < nv * KK_VL; j += KK_VL) {               \
+			kk_vf va = kk_load(a + j), vb = kk_load(b + j);             \
+			kk_store(d + j, (EXPR));                                    \
+		}                                                               \
+	} while (0)
+#define EWP_MAP3(EXPR)                                                  \
+	do {                                                                \
+		for (int64_t j = 0; j < nv * KK_VL; j += KK_VL) {               \
+			kk_vf va = kk_load(a + j), vb = kk_load(b + j);             \
+			kk_vf vc = kk_load(c + j);                                  \
+			kk_store(d + j, (EXPR));                                    \
+		}                                                               \
+	} while (0)
+
+/* One instruction over nv vectors. Each op is computed exactly as its
+ * single-op kernel above computes it, so a fused graph gives the same
+ * results as the unfused one. d may be one of the sources. */
+static void ewp_exec(int op, float *d, const float *a, const float *b, const float *c, int64_t nv)
+{
+	const kk_vf zero = kk_splat(0.0f);
+	switch (op) {
+	case KK_EW_RELU: EWP_MAP1(kk_select(va < 0.0f, zero, va)); break;
+	case KK_EW_LEAKY_RELU: EWP_MAP2(kk_select(va < 0.0f, vb * va, va)); break;
+	case KK_EW_SIGMOID: EWP_MAP1(kk_sigmoid(va)); break;
+	case KK_EW_TANH: EWP_MAP1(kk_tanh(va)); break;
+	case KK_EW_CLIP: EWP_MAP3(ew_clip(va, vb, vc)); break;
+	case KK_EW_HARD_SIGMOID: EWP_MAP3(ew_clamp01(vb * va + vc)); break;
+	case KK_EW_HARD_SWISH: EWP_MAP1(va * ew_clamp01(va * (1.0f / 6.0f) + 0.5f)); break;
+	case KK_EW_GELU: EWP_MAP1(kk_gelu(va)); break;
+	case KK_EW_GELU_TANH: EWP_MAP1(kk_gelu_tanh(va)); break;
+	case KK_EW_ERF: EWP_MAP1(kk_erf(va)); break;
+	case KK_EW_SQRT:
+		for (int64_t j = 0; j < nv * KK_VL; j++)
+			d[j] = sqrtf(a[j]);
+		break;
+	case KK_EW_EXP: EWP_MAP1(kk_exp(va)); break;
+	case KK_EW_LOG: EWP_MAP1(kk_log(va)); break;
+	case KK_EW_NEG: EWP_MAP1(-va); break;
+	case KK_EW_ABS: EWP_MAP1(kk_math_abs(va)); break;
+	case KK_EW_RECIPROCAL: EWP_MAP1(1.0f / va); break;
+	case KK_EW_ADD: EWP_MAP2(va + vb); break;
+	case KK_EW_SUB: EWP_MAP2(va - vb); break;
+	case KK_EW_MUL: EWP_MAP2(va * vb); break;
+	case KK_EW_DIV: EWP_MAP2(va / vb); break;
+	case KK_EW_PRELU: EWP_MAP2(kk_select(va < 0.0f, va * vb, va)); break;
+	case KK_EW_MIN: EWP_MAP2(kk_select((va < vb) | (va != va), va, vb)); break;
+	case KK_EW_MAX: EWP_MAP2(kk_select((va > vb) | (va != va), va, vb)); break;
+	case KK_EW_POW:
+		for (int64_t j = 0; j < nv * KK_VL; j++)
+			d[j] = (float)pow(a[j], b[j]);
+		break;
+	case KK_EW_COPY: EWP_MAP1(va); break;
+	default: break;
+	}
+}
+
+/* x in the first n floats of p (whole vectors). */
+static void ewp_splat(float *p, float x, int64_t n)
+{
+	const kk_vf v = kk_splat(x);
+	for (int64_t j = 0; j < n; j += KK_VL)
+		kk_store(p + j, v);
+}
+
+/* One run of n output elements: blocks of KK_EWP_BLOCK, each through every
+ * instruction. An input with inner stride 1 is read in place (a copy padded
+ * with zeros for a block that ends inside a vector); a broadcast one and
+ * the constants are splatted once per run. Outputs are stored after each
+ * block's last instruction. */
+static void ewp_row(const ew_walk *w, const int64_t *off, int64_t o, int64_t n)
+{
+	const ewp_prog *p = (const ewp_prog *)w;
+	float reg[KK_EWP_MAX_REG][KK_EWP_BLOCK] __attribute__((aligned(64)));
+	const float *src[KK_EWP_MAX_REG];
+	int64_t first = n < KK_EWP_BLOCK ? n : KK_EWP_BLOCK;
+	int64_t fill = (first + KK_VL - 1) / KK_VL * KK_VL;
+	for (int k = 0; k < w->nin; k++) {
+		src[k] = reg[k];
+		if (!ew_inner(w, k))
+			ewp_splat(reg[k], ((const float *)w->t[k])[off[k]], fill);
+	}
+	for (int c = 0; c < p->nconst; c++)
+		ewp_splat(reg[w->nin + c], (float)p->consts[c], fill);
+	for (int r = w->nin; r < p->nreg; r++)
+		src[r] = reg[r];
+	for (int64_t i = 0; i < n; i += KK_EWP_BLOCK) {
+		int64_t m = n - i < KK_EWP_BLOCK ? n - i : KK_EWP_BLOCK;
+		int64_t nv = (m + KK_VL - 1) / KK_VL;
+		for (int k = 0; k < w->nin; k++) {
+			if (!ew_inner(w, k))
+				continue;
+			const float *x = (const float *)w->t[k] + off[k] + i;
+			if (m % KK_VL == 0) {
+				src[k] = x;
+			} else {
+				memcpy(reg[k], x, (size_t)m * sizeof(float));
+				memset(reg[k] + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
+				src[k] = reg[k];
+			}
+		}
+		for (int q = 0; q < p->ninstr; q++) {
+			const int64_t *in = p->instr + q * KK_EWP_INSTR_SIZE;
+			const float *a = src[in[KK_EWP_I_A]];
+			const float *b = in[KK_EWP_I_B] >= 0 ? src[in[KK_EWP_I_B]] : a;
+			const float *c = in[KK_EWP_I_C] >= 0 ? src[in[KK_EWP_I_C]] : a;
+			ewp_exec((int)in[KK_EWP_I_OP], reg[in[KK_EWP_I_DST]], a, b, c, nv);
+		}
+		for (int j = 0; j < p->nout; j++)
+			memcpy((float *)w->t[w->nin + j] + o + i, src[p->out_reg[j]],
+			       (size_t)m * sizeof(float));
+	}
+}
+
+KK_KERNEL(kk_ew_program_f32)
+{
+	ewp_prog p = {
+		.w = {
+			.nin = (int)ip[KK_EWP_NIN],
+			.rank = (int)ip[KK_EWP_RANK],
+			.numel = ip[KK_EWP_NUMEL],
+			.t = t,
+		},
+		.nout = (int)ip[KK_EWP_NOUT],
+		.nreg = (int)ip[KK_EWP_NREG],
+		.nconst = (int)ip[KK_EWP_NCONST],
+		.ninstr = (int)ip[KK_EWP_NINSTR],
+		.consts = fp,
+	};
+	p.w.dims = ip + KK_EWP_TAIL;
+	p.w.strides = p.w.dims + p.w.rank;
+	p.out_reg = p.w.strides + p.w.nin * p.w.rank;
+	p.instr = p.out_reg + p.nout;
+	ew_run(&p.w, h, ewp_row);
+}

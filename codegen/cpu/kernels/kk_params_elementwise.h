@@ -65,7 +65,9 @@ enum {
 	KK_EW_GREATER,
 	/* kk_ew_where, kk_ew_cast. */
 	KK_EW_WHERE,
-	KK_EW_CAST
+	KK_EW_CAST,
+	/* kk_ew_program_f32 only: y = x (Identity, Min/Max of one input). */
+	KK_EW_COPY
 };
 
 #define KK_EW_MAX_RANK 8
@@ -74,5 +76,50 @@ enum {
 #define KK_EW_PARALLEL_MIN 65536
 /* Elements per parallel work item (a multiple of every KK_VL). */
 #define KK_EW_CHUNK 8192
+
+/* kk_ew_program_f32: a loop fusion (a small elementwise program) as one
+ * pass over the output. Every node input t[0..nin) is walked, as in the
+ * layout above, over the one output shape; the outputs t[nin..nin+nout)
+ * are dense and all have that shape. Values live in registers: 0..nin-1
+ * the inputs, then nconst constants (fp[0..nconst)), then temporaries, nreg
+ * in all. Each instruction is KK_EWP_INSTR_SIZE ints: an op (KK_EW_* of
+ * f32 unary or binary kind, or KK_EW_COPY), the destination register (a
+ * temporary) and up to three source registers (-1 when unused):
+ *
+ *   unary ops, Copy          x
+ *   Add Sub Mul Div Pow Min Max PRelu   a, b
+ *   LeakyRelu                x, alpha
+ *   HardSigmoid              x, alpha, beta
+ *   Clip                     x, lo, hi
+ *
+ *   ip[KK_EWP_NIN]     inputs nin
+ *   ip[KK_EWP_NOUT]    outputs nout
+ *   ip[KK_EWP_RANK]    rank r >= 1 after merging
+ *   ip[KK_EWP_NUMEL]   elements of each output
+ *   ip[KK_EWP_NREG]    registers nreg <= KK_EWP_MAX_REG
+ *   ip[KK_EWP_NCONST]  constants
+ *   ip[KK_EWP_NINSTR]  instructions
+ *   ip[KK_EWP_TAIL...] dims [r], strides [nin][r] (input-major), the
+ *                      register of each output [nout], then the
+ *                      instructions [ninstr][KK_EWP_INSTR_SIZE]
+ *   fp[0..nconst)      the constants */
+enum {
+	KK_EWP_NIN,
+	KK_EWP_NOUT,
+	KK_EWP_RANK,
+	KK_EWP_NUMEL,
+	KK_EWP_NREG,
+	KK_EWP_NCONST,
+	KK_EWP_NINSTR,
+	KK_EWP_TAIL
+};
+
+enum { KK_EWP_I_OP, KK_EWP_I_DST, KK_EWP_I_A, KK_EWP_I_B, KK_EWP_I_C, KK_EWP_INSTR_SIZE };
+
+/* Registers are blocks of KK_EWP_BLOCK floats (a multiple of every KK_VL):
+ * each instruction runs over a whole block, so its dispatch is paid once
+ * per block, not once per vector. The register file is on the stack. */
+#define KK_EWP_MAX_REG 64
+#define KK_EWP_BLOCK 128
 
 #endif
