@@ -2,7 +2,7 @@
  * (as its only use) through
  *
  *     [Add of a bias vector]  then  [Add of a residual of the same shape]
- *     then  [Relu | Clip(const lo, hi)]
+ *     then  [Relu | Clip(const lo, hi) | Gelu (Gemm and MatMul only)]
  *
  * (at least one of them) becomes one `fusion` node of kind "output". A bias
  * vector broadcasts along the product's channel: [M] on dim 1 of a Conv
@@ -99,7 +99,11 @@ static bool match(const kiln_graph *g, kiln_node *p, group *gr)
 			u = kiln_pass_single_user(g, cur);
 		}
 	}
-	if (u && is_f32(u) && (u->op == KILN_OP_RELU || (u->op == KILN_OP_CLIP && clip_const(u))))
+	/* GELU (a transformer's MLP) on the GEMM products; convolutions take
+	 * Relu and Clip (the depthwise kernel's epilogue clamps) */
+	bool gelu = u && u->op == KILN_OP_GELU && p->op != KILN_OP_CONV;
+	if (u && is_f32(u) &&
+	    (u->op == KILN_OP_RELU || (u->op == KILN_OP_CLIP && clip_const(u)) || gelu))
 		gr->act = u;
 	return gr->badd || gr->add || gr->act;
 }

@@ -612,7 +612,8 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 			break;
 	}
 	if (ok && i < b->n_nodes &&
-	    (b->nodes[i]->op == KILN_OP_RELU || b->nodes[i]->op == KILN_OP_CLIP)) {
+	    (b->nodes[i]->op == KILN_OP_RELU || b->nodes[i]->op == KILN_OP_CLIP ||
+	     (b->nodes[i]->op == KILN_OP_GELU && p->op != KILN_OP_CONV))) {
 		act = b->nodes[i++];
 		ok = act->inputs[0] == cur;
 		for (int j = 1; ok && j < act->n_inputs; j++)
@@ -626,7 +627,8 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
 		                       "the CPU backend lowers an output fusion of an f32 Conv, Gemm or "
 		                       "MatMul followed by an optional bias Add, an optional residual "
-		                       "Add and an optional Relu or Clip; this body is not one");
+		                       "Add and an optional Relu, Clip or (not after a Conv) Gelu; this "
+		                       "body is not one");
 	/* the product as a node of the outer graph: the fusion's operands and output */
 	kiln_value *in[3] = {0};
 	int map[3];
@@ -680,6 +682,11 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 	}
 	if (act && act->op == KILN_OP_RELU) {
 		c->ip[KK_LA_ACT] = KK_LA_ACT_RELU;
+	} else if (act && act->op == KILN_OP_GELU) {
+		const char *approx = kiln_node_string(act, "approximate", "none");
+		if (strcmp(approx, "none") && strcmp(approx, "tanh"))
+			return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "Gelu approximate '%s'", approx);
+		c->ip[KK_LA_ACT] = strcmp(approx, "tanh") ? KK_LA_ACT_GELU : KK_LA_ACT_GELU_TANH;
 	} else if (act) {
 		c->ip[KK_LA_ACT] = KK_LA_ACT_CLIP;
 		c->fp[KK_LA_FP_LO] = clip_bound(act, 1, -INFINITY);

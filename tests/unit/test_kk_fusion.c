@@ -74,7 +74,7 @@ typedef struct tail {
 	bool bn;       /* BatchNormalization on dim 1 */
 	int bias;      /* 0 none, 1 Add(y, b), 2 Add(b, y): b a vector along the channel */
 	int residual;  /* 0 none, 1 Add(y, r), 2 Add(r, y) */
-	int act;       /* 0 none, 1 Relu, 2 Clip(0, 6), 3 Clip(min -0.5 only) */
+	int act;       /* 0 none, 1 Relu, 2 Clip(0, 6), 3 Clip(min -0.5 only), 4 Gelu, 5 Gelu tanh */
 } tail;
 
 /* Appends the tail to y (the product's output; its channel is dim
@@ -112,6 +112,11 @@ static void finish(kiln_graph *g, kiln_value *y, const tail *t, int channel_dim)
 	}
 	if (t->act == 1) {
 		y = node(g, KILN_OP_RELU, &y, 1, NULL);
+	} else if (t->act >= 4) {
+		kiln_node *gn;
+		y = node(g, KILN_OP_GELU, &y, 1, &gn);
+		if (t->act == 5)
+			assert_int_equal(kiln_node_set_string(g, gn, "approximate", "tanh"), KILN_OK);
 	} else if (t->act >= 2) {
 		kiln_value *in[3] = {y, scalar(g, t->act == 2 ? 0.0f : -0.5f),
 		                     t->act == 2 ? scalar(g, 6.0f) : NULL};
@@ -270,6 +275,8 @@ static void test_gemm_tails(void **state)
 		{.act = 3},
 		{.bias = 1, .residual = 1, .act = 1},
 		{.bias = 2},
+		{.bias = 1, .act = 4},
+		{.residual = 1, .act = 5},
 	};
 	for (int variant = 0; variant < 4; variant++)
 		for (size_t j = 0; j < sizeof tails / sizeof *tails; j++) {
@@ -304,7 +311,8 @@ static void test_matmul_tails(void **state)
 	(void)state;
 	rng_state = 3;
 	static const tail tails[] = {{.residual = 1, .act = 1}, {.act = 2}, {.residual = 2},
-	                             {.bias = 1, .residual = 2, .act = 1}, {.bias = 2, .act = 3}};
+	                             {.bias = 1, .residual = 2, .act = 1}, {.bias = 2, .act = 3},
+	                             {.bias = 1, .act = 4}, {.act = 5}};
 	for (int variant = 0; variant < 2; variant++)
 		for (size_t j = 0; j < sizeof tails / sizeof *tails; j++) {
 			kiln_graph *g = kiln_graph_create("t", NULL);

@@ -951,6 +951,31 @@ static void test_fused_conv_dw(void **state)
 	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
 		for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++)
 			dw_fused(&specs[i], act);
+	/* an activation the block kernels leave to dw_part (Gelu: the fusion
+	 * does not put it after a Conv, the kernel takes it all the same) */
+	static const size_t gelu_specs[] = {0, 1, 6};
+	for (size_t i = 0; i < sizeof gelu_specs / sizeof gelu_specs[0]; i++) {
+		const conv_spec *sp = &specs[gelu_specs[i]];
+		kiln_graph *g = new_graph();
+		int64_t xd[4] = {sp->n, sp->c, sp->in[0], sp->in[1]};
+		int64_t wd[4] = {sp->m, 1, sp->k[0], sp->k[1]};
+		kiln_value *in[3] = {kh_input(g, KILN_DT_F32, 4, xd), const_rand(g, KILN_DT_F32, 4, wd),
+		                     const_rand(g, KILN_DT_F32, SHAPE(sp->m))};
+		kiln_node *nd = add_inner(g, KILN_OP_CONV, in, 3);
+		kiln_node_set_int(g, nd, "group", sp->group);
+		if (sp->strides[0])
+			kiln_node_set_ints(g, nd, "strides", sp->strides, 2);
+		kiln_node_set_ints(g, nd, "pads", sp->pads, 4);
+		typecheck(g, "depthwise Gelu");
+		const kiln_type *yt = &nd->outputs[0]->type;
+		kiln_value *r = kh_input(g, KILN_DT_F32, yt->rank, yt->dims);
+		kiln_value *ai[2] = {nd->outputs[0], r};
+		kiln_node *sum = add_inner(g, KILN_OP_ADD, ai, 2);
+		kiln_node *ge = add_inner(g, KILN_OP_GELU, sum->outputs, 1);
+		assert_int_equal(kiln_graph_add_output(g, ge->outputs[0]), KILN_OK);
+		typecheck(g, "depthwise Gelu");
+		fused_check(g, nd, r, KK_LA_ACT_GELU, 0.0, 0.0, "fused depthwise Conv + Gelu");
+	}
 }
 
 /* ---- lowering errors ------------------------------------------------------ */

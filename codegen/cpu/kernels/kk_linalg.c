@@ -11,6 +11,7 @@
  * and col2im. Other dtypes run plain loops that accumulate like the
  * interpreter. Parameter layout: kk_params_linalg.h. */
 #include "kk.h"
+#include "kk_math.h"
 
 #define KK_MR KK_GEMM_MR(KK_VL)
 #define KK_NR KK_GEMM_NR(KK_VL)
@@ -504,6 +505,10 @@ static inline kk_vf act_v(const la_gemm *g, kk_vf x)
 		return kk_vmax(x, (kk_vf){0});
 	if (g->act == KK_LA_ACT_CLIP)
 		return kk_vmin(kk_vmax(x, kk_splat((float)g->lo)), kk_splat((float)g->hi));
+	if (g->act == KK_LA_ACT_GELU)
+		return kk_gelu(x);
+	if (g->act == KK_LA_ACT_GELU_TANH)
+		return kk_gelu_tanh(x);
 	return x;
 }
 
@@ -515,6 +520,8 @@ static inline float act_s(const la_gemm *g, float x)
 		x = x > (float)g->lo ? x : (float)g->lo;
 		return x < (float)g->hi ? x : (float)g->hi;
 	}
+	if (g->act == KK_LA_ACT_GELU || g->act == KK_LA_ACT_GELU_TANH)
+		return act_v(g, kk_splat(x))[0]; /* the same polynomial as the vector path */
 	return x;
 }
 
@@ -1044,7 +1051,8 @@ static void dw_put(const dw_blk *b, int64_t at, kk_vf x, int64_t cols)
 }
 
 /* The block's epilogue and whole-vector stores, each step over all of the
- * block. */
+ * block. Activations other than Relu and Clip go through dw_part (they may
+ * call libm). */
 static inline __attribute__((always_inline)) void dw_store(int R, int C, const dw_blk *b,
                                                          kk_vf acc[4][2])
 {
@@ -1054,8 +1062,9 @@ static inline __attribute__((always_inline)) void dw_store(int R, int C, const d
 #pragma GCC unroll 2
 			for (int c = 0; c < C; c++)
 				acc[r][c] += kk_load(b->res + r * b->ys + c * KK_VL);
-	if (b->epi && b->g->act != KK_LA_ACT_NONE) {
-		bool relu = b->g->act == KK_LA_ACT_RELU;
+	int act = b->epi ? b->g->act : KK_LA_ACT_NONE;
+	if (act == KK_LA_ACT_RELU || act == KK_LA_ACT_CLIP) {
+		bool relu = act == KK_LA_ACT_RELU;
 		kk_vf lo = la_splat(relu ? 0.0f : (float)b->g->lo);
 		kk_vf hi = la_splat(relu ? KK_INFINITY : (float)b->g->hi);
 #pragma GCC unroll 4
@@ -1187,8 +1196,15 @@ static const dw_fn dw_tab[4][2] = {
 };
 static const dw_fn dw3_tab[2][2] = {{dw3s1_1, dw3s1_2}, {dw3s2_1, dw3s2_2}};
 
+/* Whether the block kernels apply g's activation themselves. */
+static bool dw_fast_act(const la_gemm *g)
+{
+	return g->act == KK_LA_ACT_NONE || g->act == KK_LA_ACT_RELU || g->act == KK_LA_ACT_CLIP;
+}
+
 /* A block of R rows x C vectors (fn) whose whole vectors would reach past
- * b->room: computed into a tile, then stored through dw_put. */
+ * b->room, or whose activation the block kernels do not apply: computed
+ * into a tile, then stored through dw_put. */
 static void dw_part(dw_blk *b, dw_fn fn, int R, int C)
 {
 	float tile[4 * 2 * KK_VL];
@@ -1305,7 +1321,11 @@ static void dw_direct(dw_blk *b, const int64_t *dtap, const int32_t *mask, const
 		b->res = res ? res + v * KK_VL : NULL;
 		b->mask = mask + v * ks * KK_VL;
 		b->room = os - v * KK_VL;
-		dwd_tab[la_min(4, nfull - v) - 1](b);
+		int R = (int)la_min(4, nfull - v);
+		if (dw_fast_act(b->g))
+			dwd_tab[R - 1](b);
+		else
+			dw_part(b, dwd_tab[R - 1], R, 1);
 	}
 	if (os % KK_VL) {
 		int64_t at = os >= KK_VL ? os - KK_VL : 0;
@@ -1314,7 +1334,7 @@ static void dw_direct(dw_blk *b, const int64_t *dtap, const int32_t *mask, const
 		b->res = res ? res + at : NULL;
 		b->mask = mask + nfull * ks * KK_VL;
 		b->n = b->room = os - at;
-		if (os >= KK_VL)
+		if (os >= KK_VL && dw_fast_act(b->g))
 			dwd_tab[0](b);
 		else
 			dw_part(b, dwd_tab[0], 1, 1);
@@ -1401,7 +1421,7 @@ static void dw_task(void *arg, int64_t begin, int64_t end, void *scratch)
 				dw_fn fn = dw_tab[R - 1][C - 1];
 				if (p->k33 && R == 4)
 					fn = dw3_tab[q->s[1] - 1][C - 1];
-				if ((R - 1) * o2 + C * KK_VL <= b.room)
+				if ((R - 1) * o2 + C * KK_VL <= b.room && dw_fast_act(g))
 					fn(&b);
 				else
 					dw_part(&b, fn, R, C);
@@ -1411,7 +1431,8 @@ static void dw_task(void *arg, int64_t begin, int64_t end, void *scratch)
 }
 
 /* Conv with one input channel per group: X is t[B], W is t[A]; KK_LA_MC
- * is the output rows per band (the lowering's choice, see dw_plan). */
+ * is the output rows per band and KK_LA_NC 1 for direct planes (the
+ * lowering's choices, see dw_plan). */
 KK_KERNEL(kk_conv_dw_f32)
 {
 	la_gemm g;
@@ -1622,6 +1643,11 @@ static double epi_f(const la_gemm *g, double v, int64_t yi)
 		v = v > g->lo ? v : g->lo;
 		return v < g->hi ? v : g->hi;
 	}
+	if (g->act == KK_LA_ACT_GELU)
+		return round_f(g->dtype, 0.5 * v * (1.0 + erf(v * 0.70710678118654752)));
+	if (g->act == KK_LA_ACT_GELU_TANH)
+		return round_f(g->dtype,
+		               0.5 * v * (1.0 + tanh(0.79788456080286536 * (v + 0.044715 * v * v * v))));
 	return v;
 }
 

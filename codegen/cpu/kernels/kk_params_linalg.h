@@ -30,7 +30,9 @@ enum {
 	KK_LA_M,
 	KK_LA_N,
 	KK_LA_K,
-	KK_LA_MC,        /* cache blocks: rows of A, depth, columns of B */
+	KK_LA_MC,        /* cache blocks: rows of A, depth, columns of B;
+	                  * kk_conv_dw_f32: MC = output rows per band, NC = 1 for
+	                  * planes computed straight from the input (no copy) */
 	KK_LA_KC,
 	KK_LA_NC,
 	KK_LA_A_MODE,    /* KK_LA_OP_*: STRIDED, PACKED or IM2COL (with TRANS) */
@@ -109,7 +111,8 @@ enum {
 
 enum { KK_LA_OP_STRIDED, KK_LA_OP_PACKED, KK_LA_OP_IM2COL };
 
-enum { KK_LA_ACT_NONE, KK_LA_ACT_RELU, KK_LA_ACT_CLIP };
+/* GELU: erf form and tanh form, the elementwise kernels' own (kk_math.h). */
+enum { KK_LA_ACT_NONE, KK_LA_ACT_RELU, KK_LA_ACT_CLIP, KK_LA_ACT_GELU, KK_LA_ACT_GELU_TANH };
 
 /* Generic (non-f32) kernels: Gemm accumulates floats in double and integers
  * exactly unless alpha/beta are not 1; MatMul accumulates f16/bf16 in f32. */
