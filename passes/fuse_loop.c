@@ -70,7 +70,7 @@ static bool candidate(const kiln_node *n)
 
 typedef struct group {
 	int *members; /* node indices, ascending */
-	int n, cap;
+	int n;
 	kiln_loop_cost cost;
 	kiln_node *fused;
 } group;
@@ -218,13 +218,15 @@ static kiln_status try_merge(state *s, int a, int b)
 	free(ga->members);
 	free(gb->members);
 	ga->members = mem;
-	ga->n = ga->cap = n;
+	ga->n = n;
 	gb->members = NULL;
-	gb->n = gb->cap = 0;
+	gb->n = 0;
 	ga->cost = m;
 	return KILN_OK;
 }
 
+/* Node i as a group of its own; a node past what the cost rule can count
+ * (hundreds of inputs) stays out of every group. */
 static kiln_status new_group(state *s, int i)
 {
 	group *gr = &s->groups[s->n_groups];
@@ -232,9 +234,11 @@ static kiln_status new_group(state *s, int i)
 	if (!gr->members)
 		return oom(s);
 	gr->members[0] = i;
-	gr->n = gr->cap = 1;
+	gr->n = 1;
 	s->grp[i] = s->n_groups++;
-	return group_cost(s, s->grp[i], -1, &gr->cost) == KILN_OK ? KILN_OK : oom(s);
+	if (group_cost(s, s->grp[i], -1, &gr->cost) != KILN_OK)
+		s->grp[i] = -1;
+	return KILN_OK;
 }
 
 static bool same_dims(const kiln_type *a, const kiln_type *b)
@@ -255,6 +259,8 @@ static kiln_status form_groups(state *s)
 		if (!candidate(n))
 			continue;
 		KILN_TRY(new_group(s, i));
+		if (s->grp[i] < 0)
+			continue;
 		for (int k = 0; k < n->n_inputs; k++) {
 			const kiln_value *v = n->inputs[k];
 			if (!v || v->kind != KILN_VALUE_NODE)

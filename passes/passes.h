@@ -4,9 +4,16 @@
  *   pass_manager.c     kiln_optimize: pipelines per -O level, --passes,
  *                      --disable-pass, --print-after, verify after each pass
  *   dce.c              dead-code elimination
+ *   fold_constants.c   all-constant nodes evaluated (the interpreter) into
+ *                      constants; Shape of a static shape
+ *   simplify.c         algebraic identities, transpose/reshape/cast chains
+ *   cse.c              common subexpressions and equal constants merged
+ *   fuse_patterns.c    LayerNorm, Gelu, Softmax from their decompositions
  *   fold_batchnorm.c   BatchNormalization folded into the Conv/Gemm before it
- *   fuse_output.c      output fusion: Conv/Gemm/MatMul + residual Add +
- *                      Relu/Clip as one `fusion` node of kind output
+ *   fuse_output.c      output fusion: Conv/Gemm/MatMul + bias + residual Add
+ *                      + Relu/Clip/Gelu as one `fusion` node of kind output
+ *   fuse_loop.c        loop fusion: connected elementwise ops as one `fusion`
+ *                      node of kind loop (cost rule in fusion_cost.c)
  *   plan_memory.c      liveness-based arena layout: offsets for buffers whose
  *                      lifetimes (kernel steps) are known
  *

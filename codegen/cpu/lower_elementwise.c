@@ -341,14 +341,36 @@ static int prog_op(const kiln_node *bn)
 	return op < 0 || op == KK_EW_NOT || op > KK_EW_MAX ? -1 : op;
 }
 
-/* Source registers of body node bn for instruction op (its extra ones from
- * attributes and Clip's omitted bounds are constants). Min/Max: src[0]. */
-static kiln_status prog_srcs(ew_program *p, const kiln_node *bn, int op, int *src)
+/* 1 / v when v is a scalar f32 constant 2^k whose reciprocal is a normal
+ * f32 (x / v == x * (1 / v) exactly, so the cheaper multiply changes no
+ * result), else 0. */
+static float exact_reciprocal(const kiln_value *v)
+{
+	if (!v || v->kind != KILN_VALUE_CONST || !v->data || v->type.dtype != KILN_DT_F32 ||
+	    kiln_type_numel(&v->type) != 1)
+		return 0;
+	int e;
+	float x = *(const float *)v->data;
+	return isfinite(x) && frexpf(x, &e) == (x < 0 ? -0.5f : 0.5f) && e >= -124 && e <= 127
+	           ? 1.0f / x
+	           : 0;
+}
+
+/* Source registers of body node bn for instruction *op (its extra ones from
+ * attributes and Clip's omitted bounds are constants). Min/Max: src[0]. A
+ * division by a power of two becomes a multiplication (*op changes). */
+static kiln_status prog_srcs(ew_program *p, const kiln_node *bn, int *op, int *src)
 {
 	char a[96];
 	src[0] = src[1] = src[2] = -1;
-	bool binary = op >= KK_EW_ADD && op <= KK_EW_MAX && bn->op != KILN_OP_MIN &&
+	bool binary = *op >= KK_EW_ADD && *op <= KK_EW_MAX && bn->op != KILN_OP_MIN &&
 	              bn->op != KILN_OP_MAX;
+	float rcp = bn->op == KILN_OP_DIV ? exact_reciprocal(kiln_node_in(bn, 1)) : 0;
+	if (rcp != 0) {
+		*op = KK_EW_MUL;
+		KILN_TRY(prog_operand(p, bn, kiln_node_in(bn, 0), &src[0]));
+		return prog_const(p, rcp, &src[1]);
+	}
 	for (int k = 0; k < (binary ? 2 : 1); k++)
 		KILN_TRY(prog_operand(p, bn, kiln_node_in(bn, k), &src[k]));
 	switch (bn->op) {
@@ -400,7 +422,7 @@ static kiln_status prog_consts(ew_program *p, const kiln_graph *b)
 				                       "body node '%s' (%s) reads '%s' before it is made",
 				                       bn->name, kiln_op_name(bn->op), v->name);
 		}
-		KILN_TRY(prog_srcs(p, bn, op, src));
+		KILN_TRY(prog_srcs(p, bn, &op, src));
 		p->reg[bn->outputs[0]->id] = KK_EWP_MAX_REG; /* a placeholder until then */
 	}
 	for (int i = 0; i < b->n_nodes; i++)
@@ -418,7 +440,7 @@ static kiln_status prog_node(ew_program *p, const kiln_node *bn, const kiln_type
 	            "body node '%s' (%s) makes %s, the loop's shape is %s", bn->name,
 	            kiln_op_name(bn->op), kiln_type_str(&bn->outputs[0]->type, a, sizeof a),
 	            kiln_type_str(shape, b, sizeof b));
-	KILN_TRY(prog_srcs(p, bn, op, src));
+	KILN_TRY(prog_srcs(p, bn, &op, src));
 	/* the destination is taken before this node's sources are freed, so a
 	 * Min/Max fold never overwrites an operand it still has to read */
 	int dst = p->nin + p->nconst;
@@ -438,6 +460,48 @@ static kiln_status prog_node(ew_program *p, const kiln_node *bn, const kiln_type
 		KILN_TRY(prog_emit(p, op, dst, k == 1 ? src[0] : dst, r, -1));
 	}
 	return KILN_OK;
+}
+
+/* Merges the walk's inner dims further where some inputs repeat a short
+ * inner run (a [S] mask over [H,S,S] walks as [H*S, S] with the mask's
+ * stride 0 on H*S): while the inner dim is at most KK_EWP_BLOCK / 2 and
+ * every input steps through the dim outside it contiguously, or repeats
+ * its inner run (the period), or is constant over both, the two become
+ * one. The kernel then runs long runs instead of many short ones. Sets
+ * period[k] (0: none); returns the new rank. */
+static int walk_periods(int nin, int r, int64_t *dims, int64_t (*st)[KILN_MAX_RANK],
+                        int64_t *period)
+{
+	for (int k = 0; k < nin; k++)
+		period[k] = 0;
+	while (r >= 2) {
+		int64_t inner = dims[r - 1];
+		bool any = false, ok = true;
+		for (int k = 0; k < nin && ok; k++) {
+			int64_t so = st[k][r - 2], si = st[k][r - 1];
+			bool repeats = period[k] || (si == 1 && inner * 2 <= KK_EWP_BLOCK);
+			ok = (si == 1 && !period[k] && so == inner) || (repeats && so == 0) ||
+			     (si == 0 && !period[k] && so == 0);
+			any |= ok && repeats && so == 0;
+		}
+		if (!ok || !any)
+			break;
+		for (int k = 0; k < nin; k++) {
+			if ((period[k] || st[k][r - 1] == 1) && st[k][r - 2] == 0) {
+				if (!period[k])
+					period[k] = inner;
+				st[k][r - 2] = 0;
+			} else {
+				st[k][r - 2] = st[k][r - 1];
+			}
+		}
+		dims[r - 2] *= inner;
+		r--;
+	}
+	for (int k = 0; k < nin; k++)
+		if (period[k])
+			st[k][r - 1] = 0;
+	return r;
 }
 
 kiln_status kiln_lower_fusion_loop(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
@@ -509,8 +573,14 @@ kiln_status kiln_lower_fusion_loop(const kiln_node *n, const kiln_cpu_target *t,
 	}
 
 	int64_t dims[KILN_MAX_RANK], st[KILN_KCALL_MAX_T][KILN_MAX_RANK];
+	int64_t period[KILN_KCALL_MAX_T];
 	int r = walk_dims(in, n->n_inputs, shape, dims, st);
+	r = walk_periods(n->n_inputs, r, dims, st, period);
+	int64_t tiles = 0;
+	for (int k = 0; k < n->n_inputs; k++)
+		tiles += period[k] ? 2 : 0;
 	c->fn = "kk_ew_program_f32";
+	c->thread_scratch_bytes = (p.nreg + tiles) * KK_EWP_BLOCK * (int64_t)sizeof(float);
 	kiln_kcall_i(c, p.nin);
 	kiln_kcall_i(c, n->n_outputs);
 	kiln_kcall_i(c, r);
@@ -523,6 +593,8 @@ kiln_status kiln_lower_fusion_loop(const kiln_node *n, const kiln_cpu_target *t,
 	for (int k = 0; k < p.nin; k++)
 		for (int i = 0; i < r; i++)
 			kiln_kcall_i(c, st[k][i]);
+	for (int k = 0; k < p.nin; k++)
+		kiln_kcall_i(c, period[k]);
 	for (int j = 0; j < b->n_outputs; j++)
 		kiln_kcall_i(c, p.reg[b->outputs[j]->id]);
 	for (int q = 0; q < p.ninstr; q++)

@@ -372,7 +372,7 @@ static void test_reader_before_end(void **state)
 
 /* Broadcasts of every kind into one loop: a scalar input, [1] and [N,1]
  * and [C] vectors, [1,C,1,1] channels, a plane, outer products, constant
- * tensors; ranks 0 to 8. */
+ * tensors; ranks 0 to 8; runs shorter than a block (batched) and longer. */
 static void test_broadcasts(void **state)
 {
 	(void)state;
@@ -397,6 +397,13 @@ static void test_broadcasts(void **state)
 		 {{8, {1, 1, 3, 1, 1, 3, 1, 1}, false}, {5, {1, 2, 3, 1, 5}, true}, {1, {5}, false}}},
 		{8, {1, 2, 1, 2, 1, 2, 1, 17}, 2, {{7, {2, 1, 2, 1, 2, 1, 1}, false}, {0, {0}, true}}},
 		{3, {6, 1, 70}, 2, {{3, {6, 1, 1}, false}, {2, {1, 70}, true}}},
+		/* a row repeated 30 times, then another: the batched repeats of the
+		 * first must not stand for the second */
+		{3, {2, 30, 33}, 2, {{3, {2, 1, 33}, false}, {0, {0}, false}}},
+		/* rows longer than a block: per-row scalars splatted once a row */
+		{2, {3, 600}, 2, {{2, {3, 1}, false}, {1, {600}, true}}},
+		{2, {2, 1025}, 2, {{2, {2, 1}, true}, {0, {0}, false}}},
+		{3, {2, 2, 512}, 3, {{3, {2, 1, 1}, false}, {2, {2, 512}, false}, {1, {1}, false}}},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		kiln_graph *g = kiln_graph_create("bc", NULL);
@@ -443,7 +450,9 @@ static void test_parallel(void **state)
 {
 	(void)state;
 	rng_state = 8;
-	static const int64_t sizes[][3] = {{3, 257, 101}, {1, 512, 128}, {2, 70001, 1}};
+	/* {1, 257, 300}: a chunk starts inside a row, so a task batches a short
+	 * run before its long ones */
+	static const int64_t sizes[][3] = {{3, 257, 101}, {1, 512, 128}, {2, 70001, 1}, {1, 257, 300}};
 	for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
 		kiln_graph *g = kiln_graph_create("big", NULL);
 		assert_non_null(g);
@@ -458,6 +467,38 @@ static void test_parallel(void **state)
 		assert_int_equal(kiln_graph_add_output(g, z), KILN_OK);
 		finish(g);
 		expect e = {.loops = 1, .nodes = 1, .members = 4, .outputs = 2};
+		check(g, &e);
+		kiln_graph_destroy(g);
+	}
+}
+
+/* Attention scores as transformers make them, scale then mask: the mask
+ * repeats along the rows, so the loop walks long runs with the mask as a
+ * period. Masks per batch and per head, in parallel and not, and periods
+ * whose runs end inside a vector. */
+static void test_attention_mask(void **state)
+{
+	(void)state;
+	rng_state = 11;
+	static const struct {
+		int64_t b, h, s, t;  /* scores [b,h,s,t] */
+		int64_t mb, mh, ms;  /* mask [mb,mh,ms,t] */
+	} cases[] = {
+		{2, 4, 128, 128, 1, 1, 1}, {2, 4, 128, 128, 2, 1, 1}, {1, 3, 37, 37, 1, 3, 1},
+		{3, 2, 5, 100, 1, 1, 1},   {1, 2, 300, 7, 1, 1, 1},   {1, 1, 9, 250, 1, 1, 1},
+		/* in parallel, chunks of 8192 start inside a period: long runs, and
+		 * short runs of a mask per head */
+		{2, 4, 100, 100, 1, 1, 1}, {1, 2400, 4, 7, 1, 2400, 1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		kiln_graph *g = kiln_graph_create("attn", NULL);
+		assert_non_null(g);
+		kiln_value *sc = kh_input(g, KILN_DT_F32, SHAPE(cases[i].b, cases[i].h, cases[i].s, cases[i].t));
+		kiln_value *m = kh_input(g, KILN_DT_F32, SHAPE(cases[i].mb, cases[i].mh, cases[i].ms, cases[i].t));
+		kiln_value *y = op2(g, KILN_OP_ADD, op2(g, KILN_OP_DIV, sc, scalar(g, 8.0f)), m);
+		assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
+		finish(g);
+		expect e = {.loops = 1, .nodes = 1, .members = 2, .outputs = 1};
 		check(g, &e);
 		kiln_graph_destroy(g);
 	}
@@ -629,6 +670,7 @@ int main(void)
 		cmocka_unit_test(test_broadcasts),
 		cmocka_unit_test(test_outer_product),
 		cmocka_unit_test(test_parallel),
+		cmocka_unit_test(test_attention_mask),
 		cmocka_unit_test(test_left_alone),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_lowering_errors),

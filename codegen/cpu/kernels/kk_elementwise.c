@@ -554,44 +554,122 @@ KK_KERNEL(kk_ew_cast)
 /* ---- loop fusion: an elementwise program ---------------------------------- */
 
 typedef struct ewp_prog {
-	ew_walk w; /* first member: the row function gets &w */
+	ew_walk w;
 	int nout, nreg, nconst, ninstr;
+	const int64_t *period;  /* [nin] */
 	const int64_t *out_reg; /* [nout] */
 	const int64_t *instr;   /* [ninstr][KK_EWP_INSTR_SIZE] */
 	const double *consts;   /* [nconst] */
+	int64_t chunks_per_item;
+	/* direct[r]: output j + 1 whose memory temporary r may live in (its
+	 * first output, when r is a temporary), else 0 */
+	uint8_t direct[KK_EWP_MAX_REG];
 } ewp_prog;
 
-/* d[j] = EXPR over nv vectors; va, vb, vc load a, b, c (the operands an op
- * uses; the others are never read). */
-#define EWP_MAP1(EXPR)                                                  \
+/* One task's registers. The walk (ew_range) hands the row function &w; the
+ * row function reaches the rest through it (the state is the task's own,
+ * so it may change it). */
+typedef struct ewp_task {
+	ew_walk w; /* first member */
+	const ewp_prog *p;
+	const float *src[KK_EWP_MAX_REG]; /* where each register is read */
+	float *dst[KK_EWP_MAX_REG];       /* where each temporary is written */
+	int64_t splat_off[KK_EWP_MAX_REG];  /* a broadcast input's register holds x[splat_off] */
+	int64_t splat_len[KK_EWP_MAX_REG];  /* ... in its first splat_len floats */
+	/* short runs batched into one block: output elements [b_o, b_o + b_fill)
+	 * (a task's runs are consecutive). An input with inner stride 1 whose
+	 * runs so far start at b_off0 and lie end to end is read in place, one
+	 * whose runs all repeat its first (b_n0 elements) is its repeats, else
+	 * its runs are copied (EWP_B_*). */
+	int64_t b_o, b_fill;
+	int b_mode[KK_EWP_MAX_REG];
+	int64_t b_off0[KK_EWP_MAX_REG], b_n0[KK_EWP_MAX_REG];
+	/* an input's register holds x[rep_off .. rep_off + rep_n) repeated
+	 * over its first rep_len floats (kept across batches: a mask repeated
+	 * over every row is copied once) */
+	int64_t rep_off[KK_EWP_MAX_REG], rep_n[KK_EWP_MAX_REG], rep_len[KK_EWP_MAX_REG];
+	/* registers holding one value over the block: constants, and broadcast
+	 * inputs of a long run (their blocks hold the splat as well) */
+	bool one[KK_EWP_MAX_REG];
+	float one_val[KK_EWP_MAX_REG];
+	/* an input with a period: its repeats from tile_off, 2 blocks */
+	float *tile[KK_EWP_MAX_REG];
+	int64_t tile_off[KK_EWP_MAX_REG];
+	float *regs; /* nreg blocks of KK_EWP_BLOCK floats: the thread's scratch */
+} ewp_task;
+
+/* Input k's repeats (it has a period q): x[off .. off + q) over the first
+ * KK_EWP_BLOCK + q floats of its tile, so any block starts inside it. */
+static const float *ewp_tile(ewp_task *t, int k, int64_t off)
+{
+	float *r = t->tile[k];
+	int64_t q = t->p->period[k];
+	if (t->tile_off[k] != off) {
+		memcpy(r, (const float *)t->w.t[k] + off, (size_t)q * sizeof(float));
+		for (int64_t have = q; have < KK_EWP_BLOCK + q; have *= 2) {
+			int64_t more = KK_EWP_BLOCK + q - have < have ? KK_EWP_BLOCK + q - have : have;
+			memcpy(r + have, r, (size_t)more * sizeof(float));
+		}
+		t->tile_off[k] = off;
+	}
+	return r;
+}
+
+static inline float *ewp_reg(const ewp_task *t, int r)
+{
+	return t->regs + (int64_t)r * KK_EWP_BLOCK;
+}
+
+/* One instruction's operands: a, b, c point at nv vectors each; an operand
+ * that holds one value over the block (a constant, a broadcast input of a
+ * long run) also comes as a splat (sa, sb, sc, flagged in k), so a binary
+ * op reads it from a vector register instead of memory. */
+typedef struct ewp_args {
+	float *d;
+	const float *a, *b, *c;
+	kk_vf sa, sb, sc;
+	int k; /* 1: a is one value, 2: b, 4: c */
+	int64_t nv;
+} ewp_args;
+
+#define EWP_LOOP(LA, LB, LC, EXPR)                                      \
 	do {                                                                \
-		for (int64_t j = 0; j < nv * KK_VL; j += KK_VL) {               \
-			kk_vf va = kk_load(a + j);                                  \
-			kk_store(d + j, (EXPR));                                    \
+		for (int64_t j = 0; j < x->nv * KK_VL; j += KK_VL) {            \
+			kk_vf va = (LA), vb = (LB), vc = (LC);                      \
+			(void)vb;                                                   \
+			(void)vc;                                                   \
+			kk_store(x->d + j, (EXPR));                                 \
 		}                                                               \
 	} while (0)
-#define EWP_MAP2(EXPR)                                                  \
-	do {                                                                \
-		for (int64_t j = 0; j < nv * KK_VL; j += KK_VL) {               \
-			kk_vf va = kk_load(a + j), vb = kk_load(b + j);             \
-			kk_store(d + j, (EXPR));                                    \
-		}                                                               \
+/* d[j] = EXPR(va) */
+#define EWP_MAP1(EXPR) EWP_LOOP(kk_load(x->a + j), va, va, EXPR)
+/* d[j] = EXPR(va, vb), one loop for each of a, b held in a register */
+#define EWP_MAP2(EXPR)                                                                  \
+	do {                                                                                \
+		if (x->k & 2)                                                                   \
+			EWP_LOOP(kk_load(x->a + j), x->sb, va, EXPR);                               \
+		else if (x->k & 1)                                                              \
+			EWP_LOOP(x->sa, kk_load(x->b + j), va, EXPR);                               \
+		else                                                                            \
+			EWP_LOOP(kk_load(x->a + j), kk_load(x->b + j), va, EXPR);                   \
 	} while (0)
-#define EWP_MAP3(EXPR)                                                  \
-	do {                                                                \
-		for (int64_t j = 0; j < nv * KK_VL; j += KK_VL) {               \
-			kk_vf va = kk_load(a + j), vb = kk_load(b + j);             \
-			kk_vf vc = kk_load(c + j);                                  \
-			kk_store(d + j, (EXPR));                                    \
-		}                                                               \
+/* d[j] = EXPR(va, vb, vc): Clip and HardSigmoid, b and c mostly constants */
+#define EWP_MAP3(EXPR)                                                                  \
+	do {                                                                                \
+		if ((x->k & 6) == 6)                                                            \
+			EWP_LOOP(kk_load(x->a + j), x->sb, x->sc, EXPR);                            \
+		else                                                                            \
+			EWP_LOOP(kk_load(x->a + j), kk_load(x->b + j), kk_load(x->c + j), EXPR);    \
 	} while (0)
 
-/* One instruction over nv vectors. Each op is computed exactly as its
+/* One instruction over x->nv vectors. Each op is computed exactly as its
  * single-op kernel above computes it, so a fused graph gives the same
  * results as the unfused one. d may be one of the sources. */
-static void ewp_exec(int op, float *d, const float *a, const float *b, const float *c, int64_t nv)
+static void ewp_exec(int op, const ewp_args *x)
 {
 	const kk_vf zero = kk_splat(0.0f);
+	float *d = x->d;
+	const float *a = x->a, *b = x->b;
 	switch (op) {
 	case KK_EW_RELU: EWP_MAP1(kk_select(va < 0.0f, zero, va)); break;
 	case KK_EW_LEAKY_RELU: EWP_MAP2(kk_select(va < 0.0f, vb * va, va)); break;
@@ -604,7 +682,7 @@ static void ewp_exec(int op, float *d, const float *a, const float *b, const flo
 	case KK_EW_GELU_TANH: EWP_MAP1(kk_gelu_tanh(va)); break;
 	case KK_EW_ERF: EWP_MAP1(kk_erf(va)); break;
 	case KK_EW_SQRT:
-		for (int64_t j = 0; j < nv * KK_VL; j++)
+		for (int64_t j = 0; j < x->nv * KK_VL; j++)
 			d[j] = sqrtf(a[j]);
 		break;
 	case KK_EW_EXP: EWP_MAP1(kk_exp(va)); break;
@@ -617,10 +695,11 @@ static void ewp_exec(int op, float *d, const float *a, const float *b, const flo
 	case KK_EW_MUL: EWP_MAP2(va * vb); break;
 	case KK_EW_DIV: EWP_MAP2(va / vb); break;
 	case KK_EW_PRELU: EWP_MAP2(kk_select(va < 0.0f, va * vb, va)); break;
+	/* ONNX Min/Max: NaN when either operand is NaN */
 	case KK_EW_MIN: EWP_MAP2(kk_select((va < vb) | (va != va), va, vb)); break;
 	case KK_EW_MAX: EWP_MAP2(kk_select((va > vb) | (va != va), va, vb)); break;
 	case KK_EW_POW:
-		for (int64_t j = 0; j < nv * KK_VL; j++)
+		for (int64_t j = 0; j < x->nv * KK_VL; j++)
 			d[j] = (float)pow(a[j], b[j]);
 		break;
 	case KK_EW_COPY: EWP_MAP1(va); break;
@@ -636,53 +715,254 @@ static void ewp_splat(float *p, float x, int64_t n)
 		kk_store(p + j, v);
 }
 
-/* One run of n output elements: blocks of KK_EWP_BLOCK, each through every
- * instruction. An input with inner stride 1 is read in place (a copy padded
- * with zeros for a block that ends inside a vector); a broadcast one and
- * the constants are splatted once per run. Outputs are stored after each
- * block's last instruction. */
+/* Every instruction over the first nv vectors of the registers. */
+static void ewp_exec_all(const ewp_task *t, int64_t nv)
+{
+	const ewp_prog *p = t->p;
+	for (int q = 0; q < p->ninstr; q++) {
+		const int64_t *in = p->instr + q * KK_EWP_INSTR_SIZE;
+		ewp_args x = {.d = t->dst[in[KK_EWP_I_DST]], .nv = nv};
+		const float **src[3] = {&x.a, &x.b, &x.c};
+		kk_vf *sv[3] = {&x.sa, &x.sb, &x.sc};
+		for (int f = 0; f < 3; f++) {
+			int64_t r = in[KK_EWP_I_A + f] >= 0 ? in[KK_EWP_I_A + f] : in[KK_EWP_I_A];
+			*src[f] = t->src[r];
+			if (t->one[r]) {
+				*sv[f] = kk_splat(t->one_val[r]);
+				x.k |= 1 << f;
+			}
+		}
+		ewp_exec((int)in[KK_EWP_I_OP], &x);
+	}
+}
+
+enum { EWP_B_START, EWP_B_LINEAR, EWP_B_REPEAT, EWP_B_COPIED };
+
+/* Input k's register holds its first m floats of the batch, m a multiple
+ * of its run length: the repeats of its first run (extending what the
+ * register holds already). */
+static void ewp_repeat(ewp_task *t, int k, int64_t m)
+{
+	int64_t o0 = t->b_off0[k], n0 = t->b_n0[k];
+	bool same = t->rep_off[k] == o0 && t->rep_n[k] == n0;
+	if (same && t->rep_len[k] >= m)
+		return;
+	const float *x = (const float *)t->w.t[k] + o0;
+	float *r = ewp_reg(t, k);
+	for (int64_t at = same ? t->rep_len[k] : 0; at < m; at += n0)
+		memcpy(r + at, x, (size_t)n0 * sizeof(float));
+	t->rep_off[k] = o0;
+	t->rep_n[k] = n0;
+	t->rep_len[k] = m;
+}
+
+/* Input k's register holds the batch's first m floats (its runs so far). */
+static void ewp_materialise(ewp_task *t, int k, int64_t m)
+{
+	if (t->b_mode[k] == EWP_B_REPEAT) {
+		ewp_repeat(t, k, m);
+	} else if (t->b_mode[k] != EWP_B_COPIED) {
+		memcpy(ewp_reg(t, k), (const float *)t->w.t[k] + t->b_off0[k], (size_t)m * sizeof(float));
+		t->rep_len[k] = 0;
+	}
+}
+
+/* Runs the batched short runs as one block. */
+static void ewp_flush(ewp_task *t)
+{
+	const ewp_prog *p = t->p;
+	const ew_walk *w = &t->w;
+	int64_t m = t->b_fill, nv = (m + KK_VL - 1) / KK_VL;
+	if (!m)
+		return;
+	bool whole = m % KK_VL == 0;
+	int nin = w->nin;
+	for (int k = 0; k < nin; k++) {
+		float *r = ewp_reg(t, k);
+		t->one[k] = false;
+		t->src[k] = r;
+		if (ew_inner(w, k)) {
+			int mode = t->b_mode[k];
+			if (whole && (mode == EWP_B_START || mode == EWP_B_LINEAR)) {
+				t->src[k] = (const float *)w->t[k] + t->b_off0[k];
+				continue;
+			}
+			ewp_materialise(t, k, m);
+			if (!whole && t->rep_len[k] > m)
+				t->rep_len[k] = m; /* the padding goes over the repeats */
+		}
+		memset(r + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
+	}
+	for (int r = nin + p->nconst; r < p->nreg; r++)
+		if (p->direct[r]) {
+			t->dst[r] = whole ? (float *)w->t[nin + p->direct[r] - 1] + t->b_o : ewp_reg(t, r);
+			t->src[r] = t->dst[r];
+		}
+	ewp_exec_all(t, nv);
+	for (int j = 0; j < p->nout; j++) {
+		int r = (int)p->out_reg[j];
+		if (!whole || p->direct[r] != j + 1)
+			memcpy((float *)w->t[nin + j] + t->b_o, t->src[r], (size_t)m * sizeof(float));
+	}
+	t->b_fill = 0;
+}
+
+/* A short run (n <= KK_EWP_BLOCK / 2) joins the batch: many short runs (a
+ * [128] mask over [512,128], a per-channel scale over small planes) then
+ * cost one pass through the instructions, not one each. An input whose
+ * runs lie end to end is read in place, one whose runs repeat is copied
+ * once, a broadcast one is splatted run by run. */
+static void ewp_gather(ewp_task *t, const int64_t *off, int64_t o, int64_t n)
+{
+	const ew_walk *w = &t->w;
+	if (t->b_fill + n > KK_EWP_BLOCK)
+		ewp_flush(t);
+	int64_t at = t->b_fill;
+	if (!at)
+		t->b_o = o;
+	for (int k = 0; k < w->nin; k++) {
+		const float *x = (const float *)w->t[k] + off[k];
+		float *r = ewp_reg(t, k);
+		if (t->p->period[k]) {
+			int64_t q = t->p->period[k];
+			memcpy(r + at, ewp_tile(t, k, off[k]) + o % q, (size_t)n * sizeof(float));
+			continue;
+		}
+		if (!ew_inner(w, k)) {
+			int64_t i = 0;
+			const kk_vf v = kk_splat(*x);
+			for (; i + KK_VL <= n; i += KK_VL)
+				kk_store(r + at + i, v);
+			for (; i < n; i++)
+				r[at + i] = *x;
+			t->splat_len[k] = 0; /* the splat is gone */
+			continue;
+		}
+		int mode = t->b_mode[k];
+		if (!at) {
+			t->b_mode[k] = EWP_B_START;
+			t->b_off0[k] = off[k];
+			t->b_n0[k] = n;
+			continue;
+		}
+		bool linear = off[k] == t->b_off0[k] + at;
+		bool repeat = off[k] == t->b_off0[k] && n == t->b_n0[k];
+		if ((mode == EWP_B_START && (linear || repeat)) || (mode == EWP_B_LINEAR && linear) ||
+		    (mode == EWP_B_REPEAT && repeat)) {
+			t->b_mode[k] = mode != EWP_B_START ? mode : linear ? EWP_B_LINEAR : EWP_B_REPEAT;
+			continue;
+		}
+		ewp_materialise(t, k, at);
+		t->b_mode[k] = EWP_B_COPIED;
+		memcpy(r + at, x, (size_t)n * sizeof(float));
+		if (t->rep_len[k] > at)
+			t->rep_len[k] = at;
+	}
+	t->b_fill += n;
+}
+
+/* One run of n output elements from output element o. A long one goes in
+ * blocks of KK_EWP_BLOCK, each through every instruction: an input with
+ * inner stride 1 is read in place (copied, padded with zeros, when the
+ * block ends inside a vector); a broadcast one is splatted into its
+ * register when its offset changes; an output's temporary lives in the
+ * output itself when the block is whole vectors, otherwise it is copied
+ * out after the last instruction. A short run is gathered (ewp_gather). */
 static void ewp_row(const ew_walk *w, const int64_t *off, int64_t o, int64_t n)
 {
-	const ewp_prog *p = (const ewp_prog *)w;
-	float reg[KK_EWP_MAX_REG][KK_EWP_BLOCK] __attribute__((aligned(64)));
-	const float *src[KK_EWP_MAX_REG];
+	ewp_task *t = (ewp_task *)w; /* the task's own (see ewp_task) */
+	const ewp_prog *p = t->p;
+	if (n * 2 <= KK_EWP_BLOCK) {
+		ewp_gather(t, off, o, n);
+		return;
+	}
+	ewp_flush(t);
+	int nin = w->nin, base = nin + p->nconst;
 	int64_t first = n < KK_EWP_BLOCK ? n : KK_EWP_BLOCK;
 	int64_t fill = (first + KK_VL - 1) / KK_VL * KK_VL;
-	for (int k = 0; k < w->nin; k++) {
-		src[k] = reg[k];
-		if (!ew_inner(w, k))
-			ewp_splat(reg[k], ((const float *)w->t[k])[off[k]], fill);
-	}
-	for (int c = 0; c < p->nconst; c++)
-		ewp_splat(reg[w->nin + c], (float)p->consts[c], fill);
-	for (int r = w->nin; r < p->nreg; r++)
-		src[r] = reg[r];
+	for (int k = 0; k < nin; k++)
+		if (!ew_inner(w, k) && !p->period[k]) {
+			float v = ((const float *)w->t[k])[off[k]];
+			if (t->splat_off[k] != off[k] || t->splat_len[k] < fill) {
+				ewp_splat(ewp_reg(t, k), v, fill);
+				t->splat_off[k] = off[k];
+				t->splat_len[k] = fill;
+			}
+			t->src[k] = ewp_reg(t, k);
+			t->one[k] = true;
+			t->one_val[k] = v;
+		}
 	for (int64_t i = 0; i < n; i += KK_EWP_BLOCK) {
 		int64_t m = n - i < KK_EWP_BLOCK ? n - i : KK_EWP_BLOCK;
 		int64_t nv = (m + KK_VL - 1) / KK_VL;
-		for (int k = 0; k < w->nin; k++) {
-			if (!ew_inner(w, k))
-				continue;
+		bool whole = m % KK_VL == 0;
+		for (int k = 0; k < nin; k++) {
 			const float *x = (const float *)w->t[k] + off[k] + i;
-			if (m % KK_VL == 0) {
-				src[k] = x;
+			if (p->period[k])
+				x = ewp_tile(t, k, off[k]) + (o + i) % p->period[k];
+			else if (!ew_inner(w, k))
+				continue;
+			if (whole) {
+				t->src[k] = x;
 			} else {
-				memcpy(reg[k], x, (size_t)m * sizeof(float));
-				memset(reg[k] + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
-				src[k] = reg[k];
+				memcpy(ewp_reg(t, k), x, (size_t)m * sizeof(float));
+				memset(ewp_reg(t, k) + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
+				t->src[k] = ewp_reg(t, k);
+				t->rep_len[k] = 0;
 			}
 		}
-		for (int q = 0; q < p->ninstr; q++) {
-			const int64_t *in = p->instr + q * KK_EWP_INSTR_SIZE;
-			const float *a = src[in[KK_EWP_I_A]];
-			const float *b = in[KK_EWP_I_B] >= 0 ? src[in[KK_EWP_I_B]] : a;
-			const float *c = in[KK_EWP_I_C] >= 0 ? src[in[KK_EWP_I_C]] : a;
-			ewp_exec((int)in[KK_EWP_I_OP], reg[in[KK_EWP_I_DST]], a, b, c, nv);
+		for (int r = base; r < p->nreg; r++)
+			if (p->direct[r]) {
+				t->dst[r] = whole ? (float *)w->t[nin + p->direct[r] - 1] + o + i : ewp_reg(t, r);
+				t->src[r] = t->dst[r];
+			}
+		ewp_exec_all(t, nv);
+		for (int j = 0; j < p->nout; j++) {
+			int r = (int)p->out_reg[j];
+			if (!whole || p->direct[r] != j + 1)
+				memcpy((float *)w->t[nin + j] + o + i, t->src[r], (size_t)m * sizeof(float));
 		}
-		for (int j = 0; j < p->nout; j++)
-			memcpy((float *)w->t[w->nin + j] + o + i, src[p->out_reg[j]],
-			       (size_t)m * sizeof(float));
 	}
+}
+
+/* Work items [begin, end), each p->chunks_per_item chunks of KK_EW_CHUNK
+ * output elements: a task with its own registers (in its scratch). */
+static void ewp_task_run(void *arg, int64_t begin, int64_t end, void *scratch)
+{
+	const ewp_prog *p = arg;
+	ewp_task t;
+	t.w = p->w;
+	t.p = p;
+	t.regs = scratch;
+	int nin = p->w.nin, base = nin + p->nconst;
+	for (int k = 0; k < nin; k++) {
+		t.src[k] = ewp_reg(&t, k);
+		t.splat_off[k] = -1;
+		t.splat_len[k] = 0;
+		t.rep_off[k] = -1;
+		t.rep_n[k] = t.rep_len[k] = 0;
+	}
+	float *tiles = ewp_reg(&t, p->nreg);
+	for (int k = 0; k < nin; k++) {
+		t.tile[k] = p->period[k] ? tiles : NULL;
+		tiles += p->period[k] ? 2 * KK_EWP_BLOCK : 0;
+		t.tile_off[k] = -1;
+	}
+	for (int r = 0; r < p->nreg; r++)
+		t.one[r] = false;
+	for (int c = 0; c < p->nconst; c++) {
+		ewp_splat(ewp_reg(&t, nin + c), (float)p->consts[c], KK_EWP_BLOCK);
+		t.src[nin + c] = ewp_reg(&t, nin + c);
+		t.one[nin + c] = true;
+		t.one_val[nin + c] = (float)p->consts[c];
+	}
+	for (int r = base; r < p->nreg; r++)
+		t.src[r] = t.dst[r] = ewp_reg(&t, r);
+	t.b_o = t.b_fill = 0;
+	int64_t lo = begin * p->chunks_per_item * KK_EW_CHUNK;
+	int64_t hi = end * p->chunks_per_item * KK_EW_CHUNK;
+	ew_range(&t.w, lo, hi < p->w.numel ? hi : p->w.numel, ewp_row);
+	ewp_flush(&t);
 }
 
 KK_KERNEL(kk_ew_program_f32)
@@ -702,7 +982,16 @@ KK_KERNEL(kk_ew_program_f32)
 	};
 	p.w.dims = ip + KK_EWP_TAIL;
 	p.w.strides = p.w.dims + p.w.rank;
-	p.out_reg = p.w.strides + p.w.nin * p.w.rank;
+	p.period = p.w.strides + p.w.nin * p.w.rank;
+	p.out_reg = p.period + p.w.nin;
 	p.instr = p.out_reg + p.nout;
-	ew_run(&p.w, h, ewp_row);
+	for (int j = p.nout - 1; j >= 0; j--)
+		if (p.out_reg[j] >= p.w.nin + p.nconst)
+			p.direct[p.out_reg[j]] = (uint8_t)(j + 1);
+	/* one work item on the calling thread (through the pool all the same:
+	 * it hands out the scratch), or chunks across the pool */
+	int64_t chunks = (p.w.numel + KK_EW_CHUNK - 1) / KK_EW_CHUNK;
+	bool alone = p.w.numel < KK_EW_PARALLEL_MIN || h->n_threads <= 1;
+	p.chunks_per_item = alone ? chunks : 1;
+	kk_parallel(h, alone ? 1 : chunks, ewp_task_run, &p);
 }

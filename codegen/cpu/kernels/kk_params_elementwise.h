@@ -100,9 +100,17 @@ enum {
  *   ip[KK_EWP_NCONST]  constants
  *   ip[KK_EWP_NINSTR]  instructions
  *   ip[KK_EWP_TAIL...] dims [r], strides [nin][r] (input-major), the
- *                      register of each output [nout], then the
- *                      instructions [ninstr][KK_EWP_INSTR_SIZE]
- *   fp[0..nconst)      the constants */
+ *                      period of each input [nin], the register of each
+ *                      output [nout], then the instructions
+ *                      [ninstr][KK_EWP_INSTR_SIZE]
+ *   fp[0..nconst)      the constants
+ *
+ * An input with period q > 0 (q <= KK_EWP_BLOCK / 2) has inner stride 0 and
+ * repeats its q elements from its offset along the inner dim, in step with
+ * the output: element o of the output reads x[offset + o % q]. (A [S] mask
+ * over [H,S,S] walks as one dim of H*S*S with period S, not H*S runs of S.)
+ * Per-thread scratch: nreg * KK_EWP_BLOCK floats (the registers), then
+ * 2 * KK_EWP_BLOCK floats for each input with a period (its repeats). */
 enum {
 	KK_EWP_NIN,
 	KK_EWP_NOUT,
@@ -118,8 +126,9 @@ enum { KK_EWP_I_OP, KK_EWP_I_DST, KK_EWP_I_A, KK_EWP_I_B, KK_EWP_I_C, KK_EWP_INS
 
 /* Registers are blocks of KK_EWP_BLOCK floats (a multiple of every KK_VL):
  * each instruction runs over a whole block, so its dispatch is paid once
- * per block, not once per vector. The register file is on the stack. */
+ * per block, not once per vector. The register file is each thread's
+ * scratch: the lowering asks for nreg * KK_EWP_BLOCK floats. */
 #define KK_EWP_MAX_REG 64
-#define KK_EWP_BLOCK 128
+#define KK_EWP_BLOCK 512
 
 #endif
