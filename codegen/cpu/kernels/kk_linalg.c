@@ -528,10 +528,82 @@ static inline float act_s(const la_gemm *g, float x)
 /* Writes an mr x nr tile at (i0, j0): the raw sum for a first K block,
  * adds the previous blocks' sum after it, and applies the epilogue on the
  * last block (res: the residual at Y's offsets, or NULL). */
+/* A full-width tile (nr == KK_NR) with its flags as constants, so each
+ * instantiation is straight-line vector code per row: add the previous K
+ * blocks' sum unless first; on the last block (epi) add the row's bias and
+ * the residual (res) and clamp (1: Relu, max with lo = 0; 2: Clip to
+ * [lo, hi]). */
+static inline __attribute__((always_inline)) void tile_full(int first, int epi, int has_res,
+                                                           int clamp, float *y, int64_t y_rs,
+                                                           const float *bias, const float *res,
+                                                           const kk_vf *acc, int64_t i0,
+                                                           int64_t j0, int mr, kk_vf lo,
+                                                           kk_vf hi)
+{
+	for (int i = 0; i < mr; i++) {
+		int64_t off = (i0 + i) * y_rs + j0;
+		float *yp = y + off;
+		kk_vf rb = kk_splat(epi && bias ? bias[i0 + i] : 0.0f);
+#pragma GCC unroll 2
+		for (int v = 0; v < KK_NV; v++) {
+			kk_vf x = acc[i * KK_NV + v];
+			if (!first)
+				x += kk_load(yp + v * KK_VL);
+			if (epi) {
+				x += rb;
+				if (has_res)
+					x += kk_load(res + off + v * KK_VL);
+				if (clamp)
+					x = kk_vmax(x, lo); /* as act_v: Relu is a max only */
+				if (clamp == 2)
+					x = kk_vmin(x, hi);
+			}
+			kk_store(yp + v * KK_VL, x);
+		}
+	}
+}
+
+/* The common tiles (full width; no C, alpha 1, no activation other than a
+ * clamp) through tile_full; true when it handled the tile. */
+static int tile_store_fast(const la_gemm *g, float *y, const float *bias, const float *res,
+                           const kk_vf *acc, int64_t i0, int64_t j0, int mr, int64_t nr,
+                           int first, int last)
+{
+	if (nr != KK_NR)
+		return 0;
+	if (last && (g->c || g->alpha != 1.0 || g->act > KK_LA_ACT_CLIP))
+		return 0;
+	int clamp = !last ? 0 : g->act == KK_LA_ACT_RELU ? 1 : g->act == KK_LA_ACT_CLIP ? 2 : 0;
+	kk_vf lo = kk_splat(g->act == KK_LA_ACT_CLIP ? (float)g->lo : 0.0f);
+	kk_vf hi = kk_splat(g->act == KK_LA_ACT_CLIP ? (float)g->hi : KK_INFINITY);
+	int64_t rs = g->y_rs;
+#define KK_TF(F, E, R, C) tile_full(F, E, R, C, y, rs, bias, res, acc, i0, j0, mr, lo, hi)
+	if (!last) {
+		if (first)
+			KK_TF(1, 0, 0, 0);
+		else
+			KK_TF(0, 0, 0, 0);
+	} else if (first) {
+		if (res)
+			clamp == 2 ? KK_TF(1, 1, 1, 2) : clamp ? KK_TF(1, 1, 1, 1) : KK_TF(1, 1, 1, 0);
+		else
+			clamp == 2 ? KK_TF(1, 1, 0, 2) : clamp ? KK_TF(1, 1, 0, 1) : KK_TF(1, 1, 0, 0);
+	} else {
+		if (res)
+			clamp == 2 ? KK_TF(0, 1, 1, 2) : clamp ? KK_TF(0, 1, 1, 1) : KK_TF(0, 1, 1, 0);
+		else
+			clamp == 2 ? KK_TF(0, 1, 0, 2) : clamp ? KK_TF(0, 1, 0, 1) : KK_TF(0, 1, 0, 0);
+	}
+#undef KK_TF
+	return 1;
+}
+
 static void tile_store(const la_gemm *g, float *y, const float *bias, const float *res,
                        const kk_vf *acc, int64_t i0, int64_t j0, int mr, int64_t nr, int first,
                        int last)
 {
+	if (tile_store_fast(g, y, bias, res, acc, i0, j0, mr, nr, first, last))
+		return;
 	const float *c = g->c;
 	kk_vf alpha = kk_splat((float)g->alpha), beta = kk_splat((float)g->beta);
 	for (int i = 0; i < mr; i++) {
