@@ -657,3 +657,20 @@ const char *kiln_graph_unique_node_name(kiln_graph *g, const char *base)
 {
 	return unique_name(g, base, true);
 }
+
+void kiln_node_op_text(const kiln_node *n, char *buf, size_t size)
+{
+	if (!size)
+		return;
+	if (n->op != KILN_OP_FUSION || !n->body) {
+		snprintf(buf, size, "%s", kiln_op_name(n->op));
+		return;
+	}
+	size_t len = (size_t)snprintf(buf, size, "fusion:%s(",
+	                              kiln_fusion_kind_name(kiln_node_fusion_kind(n)));
+	for (int i = 0; i < n->body->n_nodes && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "+" : "",
+		                        kiln_op_name(n->body->nodes[i]->op));
+	if (len < size)
+		snprintf(buf + len, size - len, ")");
+}

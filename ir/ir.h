@@ -238,6 +238,9 @@ const char *kiln_fusion_kind_name(kiln_fusion_kind k); /* "loop", "output", ... 
 bool kiln_fusion_kind_parse(const char *s, kiln_fusion_kind *k);
 /* The kind of a fusion node (its "kind" attribute); NONE for other nodes. */
 kiln_fusion_kind kiln_node_fusion_kind(const kiln_node *n);
+/* "Conv", or for a fusion node its kind and members in order,
+ * "fusion:output(Conv+Add+Relu)" (truncated to size), for reports. */
+void kiln_node_op_text(const kiln_node *n, char *buf, size_t size);
 /* An empty sub-graph in g's arena, to become a fusion node's body. */
 kiln_graph *kiln_graph_create_body(kiln_graph *g, const char *name);
 /* Appends a fusion node of `kind` owning `body` (made by

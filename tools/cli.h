@@ -75,6 +75,15 @@ void kiln_cli_input_list(const kiln_graph *g, char *buf, size_t size);
 int kiln_cli_load(const char *cmd, const char *path, const kiln_cli_pins *pins,
                   kiln_graph **out);
 
+/* The pass pipeline flags opt, graph and compile share: -O0..-O3,
+ * --passes=LIST, --disable-pass=LIST. True when argv[*i] was one (consumed,
+ * stored in o); a missing value sets *rc to the usage error. */
+bool kiln_cli_pass_flag(const char *cmd, char **argv, int argc, int *i, kiln_opt_opts *o,
+                        int *rc);
+/* Checks every pass name in o before a model is read: an unknown one is
+ * printed with the usage hint and returns KILN_EXIT_USAGE. */
+int kiln_cli_check_passes(const char *cmd, const kiln_opt_opts *o);
+
 /* kiln run MODEL --check (cmd_run_check.c). */
 typedef struct kiln_cli_check_opts {
 	const char *model;

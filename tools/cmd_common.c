@@ -194,3 +194,34 @@ int kiln_cli_load(const char *cmd, const char *path, const kiln_cli_pins *pins,
 	*out = g;
 	return KILN_EXIT_OK;
 }
+
+bool kiln_cli_pass_flag(const char *cmd, char **argv, int argc, int *i, kiln_opt_opts *o,
+                        int *rc)
+{
+	const char *arg = argv[*i], *value;
+	if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
+		o->opt_level = arg[2] - '0';
+		(*i)++;
+	} else if (kiln_cli_flag(argv, argc, i, "--passes", &value)) {
+		if (!value)
+			*rc = kiln_cli_usage(cmd, "--passes needs a comma-separated list of passes");
+		o->passes = value;
+	} else if (kiln_cli_flag(argv, argc, i, "--disable-pass", &value)) {
+		if (!value || !*value)
+			*rc = kiln_cli_usage(cmd, "--disable-pass needs a pass name");
+		o->disable = value;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+int kiln_cli_check_passes(const char *cmd, const kiln_opt_opts *o)
+{
+	kiln_diag check;
+	kiln_diag_init(&check, "kiln");
+	if (kiln_opt_check(o, &check) == KILN_OK)
+		return KILN_EXIT_OK;
+	fprintf(stderr, "Run 'kiln %s --help' for usage.\n", cmd);
+	return KILN_EXIT_USAGE;
+}

@@ -49,8 +49,8 @@ static const char *const emit_names[KILN_EMIT_COUNT] = {"so", "obj", "asm", "llv
 static const char *const emit_ext[KILN_EMIT_COUNT] = {".so", ".o", ".s", ".ll", ".h"};
 
 typedef struct compile_args {
-	const char *model, *out, *triple, *cpu, *name, *passes, *disable;
-	int opt_level;
+	const char *model, *out, *triple, *cpu, *name;
+	kiln_opt_opts opt; /* -O level and pass lists */
 	bool emit[KILN_EMIT_COUNT];
 	bool emit_given, stats;
 	kiln_cli_pins pins;
@@ -76,7 +76,8 @@ static int parse_emit(compile_args *a, const char *value)
 
 static int parse_args(int argc, char **argv, compile_args *a)
 {
-	a->opt_level = 2;
+	a->opt.opt_level = 2;
+	int rc_flag = KILN_EXIT_OK;
 	for (int i = 0; i < argc;) {
 		const char *arg = argv[i], *value;
 		if (arg[0] != '-' || !arg[1]) {
@@ -93,9 +94,9 @@ static int parse_args(int argc, char **argv, compile_args *a)
 				return kiln_cli_usage("compile", "-o needs a file name");
 			a->out = argv[i + 1];
 			i += 2;
-		} else if (arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
-			a->opt_level = arg[2] - '0';
-			i++;
+		} else if (kiln_cli_pass_flag("compile", argv, argc, &i, &a->opt, &rc_flag)) {
+			if (rc_flag)
+				return rc_flag;
 		} else if (!strcmp(arg, "--stats")) {
 			a->stats = true;
 			i++;
@@ -105,14 +106,6 @@ static int parse_args(int argc, char **argv, compile_args *a)
 			int rc = parse_emit(a, value);
 			if (rc)
 				return rc;
-		} else if (kiln_cli_flag(argv, argc, &i, "--passes", &value)) {
-			if (!value)
-				return kiln_cli_usage("compile", "--passes needs a comma-separated list of passes");
-			a->passes = value;
-		} else if (kiln_cli_flag(argv, argc, &i, "--disable-pass", &value)) {
-			if (!value || !*value)
-				return kiln_cli_usage("compile", "--disable-pass needs a pass name");
-			a->disable = value;
 		} else if (kiln_cli_flag(argv, argc, &i, "--target", &value)) {
 			if (!value || !*value)
 				return kiln_cli_usage("compile", "--target needs a triple");
@@ -186,13 +179,9 @@ static int compile_main(int argc, char **argv)
 		return rc < 0 ? KILN_EXIT_OK : rc;
 	}
 	/* pass names are checked before the model is read: a typo is a usage error */
-	kiln_opt_opts names = {.opt_level = a.opt_level, .passes = a.passes, .disable = a.disable};
-	kiln_diag check;
-	kiln_diag_init(&check, "kiln");
-	if (kiln_opt_check(&names, &check) != KILN_OK) {
+	if ((rc = kiln_cli_check_passes("compile", &a.opt)) != KILN_EXIT_OK) {
 		kiln_cli_pins_free(&a.pins);
-		fprintf(stderr, "Run 'kiln compile --help' for usage.\n");
-		return KILN_EXIT_USAGE;
+		return rc;
 	}
 	kiln_graph *g = NULL;
 	rc = kiln_cli_load("compile", a.model, &a.pins, &g);
@@ -201,9 +190,9 @@ static int compile_main(int argc, char **argv)
 		return rc;
 
 	progress pr = {.tty = isatty(2)};
-	kiln_compile_opts o = {.triple = a.triple, .cpu = a.cpu, .opt_level = a.opt_level,
+	kiln_compile_opts o = {.triple = a.triple, .cpu = a.cpu, .opt_level = a.opt.opt_level,
 	                       .name = a.name, .progress = on_progress, .progress_user = &pr,
-	                       .passes = a.passes, .disable_passes = a.disable};
+	                       .passes = a.opt.passes, .disable_passes = a.opt.disable};
 	kiln_diag d;
 	kiln_diag_init(&d, a.model);
 	kiln_compiled *c = NULL;

@@ -605,17 +605,8 @@ static int graph_main(int argc, char **argv)
 			else
 				out = argv[i + 1];
 			i += 2;
-		} else if (arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
-			oo.opt_level = arg[2] - '0';
-			i++;
-		} else if (kiln_cli_flag(argv, argc, &i, "--passes", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("graph", "--passes needs a comma-separated list of passes");
-			oo.passes = value;
-		} else if (kiln_cli_flag(argv, argc, &i, "--disable-pass", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("graph", "--disable-pass needs a pass name");
-			oo.disable = value;
+		} else if (kiln_cli_pass_flag("graph", argv, argc, &i, &oo, &rc)) {
+			continue;
 		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
 			if (!value)
 				rc = kiln_cli_usage("graph", "--shape needs a value NAME=DIMxDIM...");
@@ -640,12 +631,9 @@ static int graph_main(int argc, char **argv)
 		kiln_cli_pins_free(&pins);
 		return rc;
 	}
-	kiln_diag check;
-	kiln_diag_init(&check, "kiln");
-	if (kiln_opt_check(&oo, &check) != KILN_OK) {
+	if ((rc = kiln_cli_check_passes("graph", &oo)) != KILN_EXIT_OK) {
 		kiln_cli_pins_free(&pins);
-		fprintf(stderr, "Run 'kiln graph --help' for usage.\n");
-		return KILN_EXIT_USAGE;
+		return rc;
 	}
 	/* no Graphviz: say so before the model is read */
 	char dot[4096] = "";

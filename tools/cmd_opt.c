@@ -88,23 +88,14 @@ static int opt_main(int argc, char **argv)
 			list_passes();
 			kiln_cli_pins_free(&pins);
 			return KILN_EXIT_OK;
-		} else if (arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && !arg[3]) {
-			oo.opt_level = arg[2] - '0';
-			i++;
+		} else if (kiln_cli_pass_flag("opt", argv, argc, &i, &oo, &rc)) {
+			continue;
 		} else if (!strcmp(arg, "--verify-each")) {
 			oo.verify_each = true;
 			i++;
 		} else if (!strcmp(arg, "--full-constants")) {
 			pc.full = true;
 			i++;
-		} else if (kiln_cli_flag(argv, argc, &i, "--passes", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("opt", "--passes needs a comma-separated list of passes");
-			oo.passes = value;
-		} else if (kiln_cli_flag(argv, argc, &i, "--disable-pass", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("opt", "--disable-pass needs a pass name");
-			oo.disable = value;
 		} else if (kiln_cli_flag(argv, argc, &i, "--print-after", &value)) {
 			if (!value)
 				rc = kiln_cli_usage("opt", "--print-after needs a pass name or 'all'");
@@ -125,13 +116,9 @@ static int opt_main(int argc, char **argv)
 		return rc;
 	}
 	/* pass names are checked before the model is read: a typo is a usage error */
-	kiln_diag check;
-	kiln_diag_init(&check, "kiln");
-	kiln_status s = kiln_opt_check(&oo, &check);
-	if (s != KILN_OK) {
+	if ((rc = kiln_cli_check_passes("opt", &oo)) != KILN_EXIT_OK) {
 		kiln_cli_pins_free(&pins);
-		fprintf(stderr, "Run 'kiln opt --help' for usage.\n");
-		return KILN_EXIT_USAGE;
+		return rc;
 	}
 	kiln_graph *g = NULL;
 	rc = kiln_cli_load("opt", model, &pins, &g);
@@ -142,7 +129,7 @@ static int opt_main(int argc, char **argv)
 	kiln_diag_init(&d, model);
 	oo.print = print_after;
 	oo.print_user = &pc;
-	s = kiln_optimize(g, &oo, &d);
+	kiln_status s = kiln_optimize(g, &oo, &d);
 	char *text = NULL;
 	if (s == KILN_OK && !pc.failed) {
 		kiln_print_opts opts = {.full_constants = pc.full};

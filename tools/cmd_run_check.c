@@ -65,22 +65,6 @@ static diff compare(const kiln_tensor *ref, const void *got, double rtol, double
 	return r;
 }
 
-/* "Conv", or "fusion:output(Conv+Add+Relu)". */
-static void op_text(const kiln_node *n, char *buf, size_t size)
-{
-	if (n->op != KILN_OP_FUSION || !n->body) {
-		snprintf(buf, size, "%s", kiln_op_name(n->op));
-		return;
-	}
-	size_t len = (size_t)snprintf(buf, size, "fusion:%s(",
-	                              kiln_fusion_kind_name(kiln_node_fusion_kind(n)));
-	for (int i = 0; i < n->body->n_nodes && len < size; i++)
-		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "+" : "",
-		                        kiln_op_name(n->body->nodes[i]->op));
-	if (len < size)
-		snprintf(buf + len, size - len, ")");
-}
-
 static bool copy_attrs(kiln_graph *g, kiln_node *dst, const kiln_node *src)
 {
 	for (int i = 0; i < src->n_attrs; i++) {
@@ -306,7 +290,7 @@ int kiln_cli_check(const kiln_cli_check_opts *o, const kiln_graph *g, const kiln
 					continue;
 				bad_kernel = i;
 				char op[256], ty[160];
-				op_text(n, op, sizeof op);
+				kiln_node_op_text(n, op, sizeof op);
 				printf("FIRST MISMATCH: kernel %d of %d, node '%s' (%s), from ONNX node%s %s\n", i,
 				       opt->n_nodes, n->name, op, n->origin && strchr(n->origin, ',') ? "s" : "",
 				       n->origin ? n->origin : n->name);

@@ -587,15 +587,8 @@ static LLVMValueRef io_array(builder *B, kiln_cpu_io *io, int n, const char *nam
 /* "Conv", or "fusion:output(Conv+Add+Relu)" for a fusion node. */
 static const char *kernel_op(builder *B, const kiln_node *n)
 {
-	if (n->op != KILN_OP_FUSION || !n->body)
-		return kiln_op_name(n->op);
 	char buf[256];
-	int len = snprintf(buf, sizeof buf, "fusion:%s(", kiln_fusion_kind_name(kiln_node_fusion_kind(n)));
-	for (int i = 0; i < n->body->n_nodes && len < (int)sizeof buf; i++)
-		len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%s", i ? "+" : "",
-		                kiln_op_name(n->body->nodes[i]->op));
-	if (len < (int)sizeof buf - 1)
-		snprintf(buf + len, sizeof buf - (size_t)len, ")");
+	kiln_node_op_text(n, buf, sizeof buf);
 	return kiln_arena_strdup(B->c->arena, buf);
 }
 

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,7 @@ static void kh_parallel_for(void *pool, int64_t n, kiln_abi_task_fn fn, void *ar
 	}
 }
 
-static uint64_t kh_rand(uint64_t *s)
+static uint64_t xorshift(uint64_t *s)
 {
 	*s ^= *s << 13;
 	*s ^= *s >> 7;
@@ -81,7 +82,7 @@ static void fill_random(kiln_tensor *t, const kh_opts *o, uint64_t *seed)
 {
 	int64_t n = kiln_type_numel(&t->type);
 	for (int64_t i = 0; i < n; i++) {
-		double u = (double)(kh_rand(seed) >> 11) / 9007199254740992.0;
+		double u = (double)(xorshift(seed) >> 11) / 9007199254740992.0;
 		double v = o->lo + (o->hi - o->lo) * u;
 		if (kiln_dtype_is_float(t->type.dtype))
 			kiln_tensor_set_f64(t, i, v);
@@ -236,4 +237,76 @@ void kh_check(const kiln_graph *g, const kh_opts *o)
 	char msg[1024];
 	if (kh_run(g, o, msg, sizeof msg) != KILN_OK)
 		fail_msg("%s", msg);
+}
+
+/* ---- test data and graph comparison ---- */
+
+double kh_rand(uint64_t *state)
+{
+	*state = *state * 6364136223846793005ull + 1442695040888963407ull;
+	return (double)(*state >> 11) / 9007199254740992.0;
+}
+
+kiln_value *kh_const_rand(kiln_graph *g, uint64_t *state, int rank, const int64_t *dims,
+                          double lo, double hi)
+{
+	kiln_type t = kh_type(KILN_DT_F32, rank, dims);
+	kiln_value *v = kiln_graph_add_const(g, NULL, &t, NULL);
+	assert_non_null(v);
+	float *p = v->data;
+	for (int64_t i = 0; i < kiln_type_numel(&t); i++)
+		p[i] = (float)(lo + (hi - lo) * kh_rand(state));
+	return v;
+}
+
+kiln_value *kh_scalar(kiln_graph *g, float x)
+{
+	kiln_type t = {.dtype = KILN_DT_F32};
+	kiln_value *v = kiln_graph_add_const(g, NULL, &t, &x);
+	assert_non_null(v);
+	return v;
+}
+
+void kh_same_meaning(const kiln_graph *a, const kiln_graph *b, uint64_t *state, double lo,
+                     double hi, double rtol, double atol)
+{
+	kiln_diag d;
+	kiln_diag_init(&d, "kharness");
+	int n = a->n_inputs;
+	kiln_tensor *in = calloc((size_t)n + 1, sizeof *in);
+	assert_non_null(in);
+	for (int i = 0; i < n; i++) {
+		in[i].type = a->inputs[i]->type;
+		in[i].data = malloc(kiln_type_bytes(&in[i].type) + 1);
+		assert_non_null(in[i].data);
+		float *p = in[i].data;
+		for (int64_t j = 0; j < kiln_type_numel(&in[i].type); j++)
+			p[j] = (float)(lo + (hi - lo) * kh_rand(state));
+	}
+	kiln_interp *ia, *ib;
+	assert_int_equal(kiln_interp_create(a, &ia, &d), KILN_OK);
+	assert_int_equal(kiln_interp_create(b, &ib, &d), KILN_OK);
+	assert_int_equal(kiln_interp_run(ia, in, n, &d), KILN_OK);
+	assert_int_equal(kiln_interp_run(ib, in, n, &d), KILN_OK);
+	assert_int_equal(a->n_outputs, b->n_outputs);
+	for (int o = 0; o < a->n_outputs; o++) {
+		const kiln_tensor *ya = kiln_interp_output(ia, o), *yb = kiln_interp_output(ib, o);
+		assert_true(kiln_type_equal(&ya->type, &yb->type));
+		const float *pa = ya->data, *pb = yb->data;
+		for (int64_t j = 0; j < kiln_type_numel(&ya->type); j++) {
+			bool both_nan = pa[j] != pa[j] && pb[j] != pb[j];
+			bool ok = rtol == 0 && atol == 0
+			              ? !memcmp(&pa[j], &pb[j], sizeof(float)) || both_nan
+			              : fabs((double)pa[j] - pb[j]) <= atol + rtol * fabs((double)pa[j]) ||
+			                    both_nan;
+			if (!ok)
+				fail_msg("output %d element %lld: original %.9g, optimised %.9g", o,
+				         (long long)j, pa[j], pb[j]);
+		}
+	}
+	kiln_interp_destroy(ia);
+	kiln_interp_destroy(ib);
+	for (int i = 0; i < n; i++)
+		free(in[i].data);
+	free(in);
 }

@@ -42,6 +42,18 @@ kiln_type kh_type(kiln_dtype dt, int rank, const int64_t *dims);
 /* A new graph input of that type (fails the test on OOM). */
 kiln_value *kh_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
 
+/* Test data: seeded pseudo-random doubles in [0, 1); an f32 constant with
+ * elements uniform in [lo, hi); an f32 scalar constant. */
+double kh_rand(uint64_t *state);
+kiln_value *kh_const_rand(kiln_graph *g, uint64_t *state, int rank, const int64_t *dims,
+                          double lo, double hi);
+kiln_value *kh_scalar(kiln_graph *g, float x);
+/* Graph passes keep the meaning: runs a and b in the interpreter on the same
+ * random f32 inputs in [lo, hi) and fails unless every output element of b
+ * is within atol + rtol * |a| (rtol = atol = 0: bit-identical; NaN = NaN). */
+void kh_same_meaning(const kiln_graph *a, const kiln_graph *b, uint64_t *state, double lo,
+                     double hi, double rtol, double atol);
+
 /* The native kernel with this name, or NULL. */
 kk_fn kh_kernel(const char *name);
 

@@ -30,30 +30,9 @@
 
 static uint64_t rng_state;
 
-static double rnd(void)
-{
-	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-	return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-
-/* A constant with elements uniform in [lo, hi). */
 static kiln_value *const_rand(kiln_graph *g, int rank, const int64_t *dims, double lo, double hi)
 {
-	kiln_type t = kh_type(KILN_DT_F32, rank, dims);
-	kiln_value *v = kiln_graph_add_const(g, NULL, &t, NULL);
-	assert_non_null(v);
-	float *p = v->data;
-	for (int64_t i = 0; i < kiln_type_numel(&t); i++)
-		p[i] = (float)(lo + (hi - lo) * rnd());
-	return v;
-}
-
-static kiln_value *scalar(kiln_graph *g, float x)
-{
-	kiln_type t = {.dtype = KILN_DT_F32};
-	kiln_value *v = kiln_graph_add_const(g, NULL, &t, &x);
-	assert_non_null(v);
-	return v;
+	return kh_const_rand(g, &rng_state, rank, dims, lo, hi);
 }
 
 static kiln_value *node(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, kiln_node **out)
@@ -118,8 +97,8 @@ static void finish(kiln_graph *g, kiln_value *y, const tail *t, int channel_dim)
 		if (t->act == 5)
 			assert_int_equal(kiln_node_set_string(g, gn, "approximate", "tanh"), KILN_OK);
 	} else if (t->act >= 2) {
-		kiln_value *in[3] = {y, scalar(g, t->act == 2 ? 0.0f : -0.5f),
-		                     t->act == 2 ? scalar(g, 6.0f) : NULL};
+		kiln_value *in[3] = {y, kh_scalar(g, t->act == 2 ? 0.0f : -0.5f),
+		                     t->act == 2 ? kh_scalar(g, 6.0f) : NULL};
 		y = node(g, KILN_OP_CLIP, in, t->act == 2 ? 3 : 2, NULL);
 	}
 	assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
@@ -127,37 +106,6 @@ static void finish(kiln_graph *g, kiln_value *y, const tail *t, int channel_dim)
 	assert_int_equal(kiln_graph_verify(g, &d), KILN_OK);
 }
 
-/* Random inputs, both graphs in the interpreter, outputs compared. */
-static void same_meaning(const kiln_graph *a, const kiln_graph *b)
-{
-	kiln_diag d;
-	kiln_diag_init(&d, "test");
-	int n = a->n_inputs;
-	kiln_tensor *in = calloc((size_t)n, sizeof *in);
-	for (int i = 0; i < n; i++) {
-		in[i].type = a->inputs[i]->type;
-		in[i].data = malloc(kiln_type_bytes(&in[i].type));
-		float *p = in[i].data;
-		for (int64_t j = 0; j < kiln_type_numel(&in[i].type); j++)
-			p[j] = (float)(4.0 * rnd() - 2.0);
-	}
-	kiln_interp *ia, *ib;
-	assert_int_equal(kiln_interp_create(a, &ia, &d), KILN_OK);
-	assert_int_equal(kiln_interp_create(b, &ib, &d), KILN_OK);
-	assert_int_equal(kiln_interp_run(ia, in, n, &d), KILN_OK);
-	assert_int_equal(kiln_interp_run(ib, in, n, &d), KILN_OK);
-	const kiln_tensor *ya = kiln_interp_output(ia, 0), *yb = kiln_interp_output(ib, 0);
-	assert_true(kiln_type_equal(&ya->type, &yb->type));
-	const float *pa = ya->data, *pb = yb->data;
-	for (int64_t j = 0; j < kiln_type_numel(&ya->type); j++)
-		if (fabsf(pa[j] - pb[j]) > 1e-5f + 1e-5f * fabsf(pa[j]))
-			fail_msg("element %lld: original %.9g, optimised %.9g", (long long)j, pa[j], pb[j]);
-	kiln_interp_destroy(ia);
-	kiln_interp_destroy(ib);
-	for (int i = 0; i < n; i++)
-		free(in[i].data);
-	free(in);
-}
 
 /* The -O2 pipeline on a copy of g: one output fusion node expected (when the
  * tail has a bias, a residual or an activation), no BatchNormalization, same
@@ -192,7 +140,7 @@ static void check_optimised(const kiln_graph *g, const tail *t, int nodes)
 		         loop, fusions, loops, text);
 	}
 	assert_int_equal(o->n_nodes, loop ? 2 : nodes);
-	same_meaning(g, o);
+	kh_same_meaning(g, o, &rng_state, -2, 2, 1e-5, 1e-5);
 	kh_opts ko = kh_defaults();
 	ko.rtol = 1e-4;
 	ko.atol = 2e-4;
@@ -370,7 +318,7 @@ static void test_resnet_block(void **state)
 	assert_int_equal(o->nodes[0]->op, KILN_OP_FUSION);
 	assert_int_equal(o->nodes[1]->op, KILN_OP_FUSION);
 	assert_int_equal(o->nodes[1]->n_inputs, 4); /* x, weights, bias, residual x */
-	same_meaning(g, o);
+	kh_same_meaning(g, o, &rng_state, -2, 2, 1e-5, 1e-5);
 	kh_opts ko = kh_defaults();
 	ko.rtol = 1e-4;
 	ko.atol = 2e-4;

@@ -32,29 +32,9 @@
 
 static uint64_t rng_state;
 
-static double rnd(void)
-{
-	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-	return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-
 static kiln_value *const_rand(kiln_graph *g, int rank, const int64_t *dims, double lo, double hi)
 {
-	kiln_type t = kh_type(KILN_DT_F32, rank, dims);
-	kiln_value *v = kiln_graph_add_const(g, NULL, &t, NULL);
-	assert_non_null(v);
-	float *p = v->data;
-	for (int64_t i = 0; i < kiln_type_numel(&t); i++)
-		p[i] = (float)(lo + (hi - lo) * rnd());
-	return v;
-}
-
-static kiln_value *scalar(kiln_graph *g, float x)
-{
-	kiln_type t = {.dtype = KILN_DT_F32};
-	kiln_value *v = kiln_graph_add_const(g, NULL, &t, &x);
-	assert_non_null(v);
-	return v;
+	return kh_const_rand(g, &rng_state, rank, dims, lo, hi);
 }
 
 /* Appends op over in[0..n_in) with its shape inferred; *out gets the node. */
@@ -89,42 +69,6 @@ static void finish(kiln_graph *g)
 	assert_int_equal(kiln_graph_verify(g, &d), KILN_OK);
 }
 
-/* Random inputs in [lo, hi), both graphs in the interpreter, every output
- * compared exactly. */
-static void same_meaning(const kiln_graph *a, const kiln_graph *b, double lo, double hi)
-{
-	kiln_diag d;
-	kiln_diag_init(&d, "test");
-	int n = a->n_inputs;
-	kiln_tensor *in = calloc((size_t)n + 1, sizeof *in);
-	for (int i = 0; i < n; i++) {
-		in[i].type = a->inputs[i]->type;
-		in[i].data = malloc(kiln_type_bytes(&in[i].type) + 1);
-		float *p = in[i].data;
-		for (int64_t j = 0; j < kiln_type_numel(&in[i].type); j++)
-			p[j] = (float)(lo + (hi - lo) * rnd());
-	}
-	kiln_interp *ia, *ib;
-	assert_int_equal(kiln_interp_create(a, &ia, &d), KILN_OK);
-	assert_int_equal(kiln_interp_create(b, &ib, &d), KILN_OK);
-	assert_int_equal(kiln_interp_run(ia, in, n, &d), KILN_OK);
-	assert_int_equal(kiln_interp_run(ib, in, n, &d), KILN_OK);
-	assert_int_equal(a->n_outputs, b->n_outputs);
-	for (int o = 0; o < a->n_outputs; o++) {
-		const kiln_tensor *ya = kiln_interp_output(ia, o), *yb = kiln_interp_output(ib, o);
-		assert_true(kiln_type_equal(&ya->type, &yb->type));
-		const float *pa = ya->data, *pb = yb->data;
-		for (int64_t j = 0; j < kiln_type_numel(&ya->type); j++)
-			if (memcmp(&pa[j], &pb[j], sizeof(float)) != 0 && !(pa[j] != pa[j] && pb[j] != pb[j]))
-				fail_msg("output %d element %lld: original %.9g, optimised %.9g", o,
-				         (long long)j, pa[j], pb[j]);
-	}
-	kiln_interp_destroy(ia);
-	kiln_interp_destroy(ib);
-	for (int i = 0; i < n; i++)
-		free(in[i].data);
-	free(in);
-}
 
 /* What fuse-loop should make. */
 typedef struct expect {
@@ -159,7 +103,7 @@ static void check_range(const kiln_graph *g, const expect *e, double lo, double 
 		fail_msg("expected %d loops (%d members, %d outputs) in %d nodes, got\n%s", e->loops,
 		         e->members, e->outputs, e->nodes, text);
 	}
-	same_meaning(g, o, lo, hi);
+	kh_same_meaning(g, o, &rng_state, lo, hi, 0, 0);
 	kh_opts ko = kh_defaults();
 	ko.rtol = 1e-4;
 	ko.atol = 1e-5;
@@ -237,8 +181,8 @@ static void op_graph(const op_case *c, int rank, const int64_t *dims, bool bcast
 	kiln_value *in[3] = {a, NULL, NULL};
 	int n_in = c->n_in;
 	if (c->op == KILN_OP_CLIP) {
-		in[1] = n_in > 1 ? scalar(g, c->a) : NULL;
-		in[2] = n_in > 2 ? scalar(g, c->b) : NULL;
+		in[1] = n_in > 1 ? kh_scalar(g, c->a) : NULL;
+		in[2] = n_in > 2 ? kh_scalar(g, c->b) : NULL;
 	} else if (c->op == KILN_OP_PRELU) {
 		in[1] = y;
 	} else if (c->op == KILN_OP_POW) {
@@ -256,7 +200,7 @@ static void op_graph(const op_case *c, int rank, const int64_t *dims, bool bcast
 	}
 	if (c->attr && c->op == KILN_OP_GELU)
 		assert_int_equal(kiln_node_set_string(g, n, "approximate", c->attr), KILN_OK);
-	r = op2(g, KILN_OP_ADD, op2(g, KILN_OP_MUL, r, scalar(g, 0.5f)), x);
+	r = op2(g, KILN_OP_ADD, op2(g, KILN_OP_MUL, r, kh_scalar(g, 0.5f)), x);
 	assert_int_equal(kiln_graph_add_output(g, r), KILN_OK);
 	finish(g);
 	expect e = {.loops = 1, .nodes = 1, .members = 4 + c->positive, .outputs = 1};
@@ -292,9 +236,9 @@ static void test_gelu_tree(void **state)
 		assert_non_null(g);
 		kiln_value *x = kh_input(g, KILN_DT_F32, SHAPE(sizes[s][0], sizes[s][1]));
 		kiln_value *a = op2(g, KILN_OP_ADD, x, const_rand(g, SHAPE(sizes[s][1]), -1, 1));
-		kiln_value *e = op1(g, KILN_OP_ERF, op2(g, KILN_OP_DIV, a, scalar(g, 1.41421354f)));
-		kiln_value *p = op2(g, KILN_OP_ADD, e, scalar(g, 1.0f));
-		kiln_value *y = op2(g, KILN_OP_MUL, op2(g, KILN_OP_MUL, a, scalar(g, 0.5f)), p);
+		kiln_value *e = op1(g, KILN_OP_ERF, op2(g, KILN_OP_DIV, a, kh_scalar(g, 1.41421354f)));
+		kiln_value *p = op2(g, KILN_OP_ADD, e, kh_scalar(g, 1.0f));
+		kiln_value *y = op2(g, KILN_OP_MUL, op2(g, KILN_OP_MUL, a, kh_scalar(g, 0.5f)), p);
 		assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
 		finish(g);
 		expect ex = {.loops = 1, .nodes = 1, .members = 6, .outputs = 1};
@@ -333,7 +277,7 @@ static void test_multi_consumer(void **state)
 	kiln_graph *g = kiln_graph_create("mc", NULL);
 	assert_non_null(g);
 	kiln_value *x = kh_input(g, KILN_DT_F32, SHAPE(5, 33));
-	kiln_value *a = op2(g, KILN_OP_MUL, x, scalar(g, 2.0f));
+	kiln_value *a = op2(g, KILN_OP_MUL, x, kh_scalar(g, 2.0f));
 	kiln_value *b = op1(g, KILN_OP_TANH, a);
 	kiln_value *sm = op1(g, KILN_OP_SOFTMAX, a);
 	kiln_value *c = op2(g, KILN_OP_ADD, b, sm);
@@ -436,7 +380,7 @@ static void test_outer_product(void **state)
 	kiln_value *a = kh_input(g, KILN_DT_F32, SHAPE(9, 1));
 	kiln_value *b = kh_input(g, KILN_DT_F32, SHAPE(1, 35));
 	kiln_value *y = op1(g, KILN_OP_EXP, op2(g, KILN_OP_SUB, a, b));
-	y = op2(g, KILN_OP_MAX, y, scalar(g, 0.5f));
+	y = op2(g, KILN_OP_MAX, y, kh_scalar(g, 0.5f));
 	assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
 	finish(g);
 	expect e = {.loops = 1, .nodes = 1, .members = 3, .outputs = 1};
@@ -495,7 +439,7 @@ static void test_attention_mask(void **state)
 		assert_non_null(g);
 		kiln_value *sc = kh_input(g, KILN_DT_F32, SHAPE(cases[i].b, cases[i].h, cases[i].s, cases[i].t));
 		kiln_value *m = kh_input(g, KILN_DT_F32, SHAPE(cases[i].mb, cases[i].mh, cases[i].ms, cases[i].t));
-		kiln_value *y = op2(g, KILN_OP_ADD, op2(g, KILN_OP_DIV, sc, scalar(g, 8.0f)), m);
+		kiln_value *y = op2(g, KILN_OP_ADD, op2(g, KILN_OP_DIV, sc, kh_scalar(g, 8.0f)), m);
 		assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
 		finish(g);
 		expect e = {.loops = 1, .nodes = 1, .members = 2, .outputs = 1};
@@ -560,7 +504,7 @@ static void test_limits(void **state)
 		kiln_value *x = kh_input(g, KILN_DT_F32, SHAPE(3, 21));
 		kiln_value *y = x;
 		for (int i = 0; i < (wide ? 40 : 80); i++) {
-			kiln_value *b = wide ? kh_input(g, KILN_DT_F32, SHAPE(21)) : scalar(g, 0.01f * (float)i);
+			kiln_value *b = wide ? kh_input(g, KILN_DT_F32, SHAPE(21)) : kh_scalar(g, 0.01f * (float)i);
 			y = op2(g, i % 2 ? KILN_OP_MUL : KILN_OP_ADD, y, b);
 			if (!wide && i % 3 == 0)
 				y = op1(g, KILN_OP_TANH, y);
@@ -587,7 +531,7 @@ static void test_limits(void **state)
 		}
 		assert_int_equal(members, g->n_nodes);
 		assert_true(loops >= 3);
-		same_meaning(g, o, -1, 1);
+		kh_same_meaning(g, o, &rng_state, -1, 1, 0, 0);
 		kh_opts ko = kh_defaults();
 		ko.rtol = 1e-4;
 		ko.atol = 1e-5;
