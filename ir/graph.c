@@ -674,3 +674,52 @@ void kiln_node_op_text(const kiln_node *n, char *buf, size_t size)
 	if (len < size)
 		snprintf(buf + len, size - len, ")");
 }
+
+kiln_graph *kiln_graph_of_node(const kiln_node *n, int opset)
+{
+	kiln_graph *g = kiln_graph_create(n->name, NULL);
+	if (!g)
+		return NULL;
+	g->opset = opset;
+	kiln_arena *a = g->arena;
+	kiln_value **in = kiln_arena_alloc(a, (size_t)(n->n_inputs ? n->n_inputs : 1) * sizeof *in);
+	const char **out_names =
+		kiln_arena_alloc(a, (size_t)(n->n_outputs ? n->n_outputs : 1) * sizeof *out_names);
+	bool ok = in && out_names;
+	for (int i = 0; ok && i < n->n_inputs; i++) {
+		const kiln_value *v = n->inputs[i];
+		if (!v || (in[i] = kiln_graph_find_value(g, v->name)))
+			continue; /* omitted, or the same value twice */
+		in[i] = v->kind == KILN_VALUE_CONST ? kiln_graph_add_const(g, v->name, &v->type, v->data)
+		                                    : kiln_graph_add_input(g, v->name, &v->type);
+		ok = in[i] != NULL;
+	}
+	for (int i = 0; ok && i < n->n_outputs; i++)
+		out_names[i] = n->outputs[i]->name;
+	kiln_node *c = ok ? kiln_graph_add_node(g, n->op, n->name, in, n->n_inputs, out_names,
+	                                        n->n_outputs)
+	                  : NULL;
+	ok = c != NULL;
+	if (ok && n->n_attrs) {
+		ok = (c->attrs = kiln_arena_alloc(a, (size_t)n->n_attrs * sizeof *c->attrs)) != NULL;
+		for (int i = 0; ok && i < n->n_attrs; i++)
+			ok = clone_attr(a, &c->attrs[i], &n->attrs[i]);
+		c->n_attrs = ok ? n->n_attrs : 0;
+	}
+	if (ok && n->origin)
+		ok = (c->origin = kiln_arena_strdup(a, n->origin)) != NULL;
+	if (ok && n->body)
+		ok = (c->body = kiln_graph_clone_body(g, n->body)) != NULL;
+	for (int i = 0; ok && i < n->n_outputs; i++)
+		ok = kiln_graph_add_output(g, c->outputs[i]) == KILN_OK;
+	kiln_diag d;
+	kiln_diag_init(&d, NULL);
+	d.fn = NULL;
+	if (ok)
+		ok = kiln_infer_shapes(g, &d) == KILN_OK && kiln_graph_verify(g, &d) == KILN_OK;
+	if (!ok) {
+		kiln_graph_destroy(g);
+		return NULL;
+	}
+	return g;
+}

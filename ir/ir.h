@@ -269,6 +269,11 @@ const char *kiln_graph_unique_value_name(kiln_graph *g, const char *base);
 const char *kiln_graph_unique_node_name(kiln_graph *g, const char *base);
 /* A deep copy of a fusion body, made a body of `parent` (in its arena). */
 kiln_graph *kiln_graph_clone_body(kiln_graph *parent, const kiln_graph *body);
+/* A graph of node n alone, for reproducers: its non-constant inputs become
+ * graph inputs (same names and types), its constants are copied, its
+ * outputs are the graph's; attributes, origin and body are copied. NULL on
+ * OOM or if the result does not verify. */
+kiln_graph *kiln_graph_of_node(const kiln_node *n, int opset);
 /* A deep copy of g (constants' data, fusion bodies) in a new arena. */
 kiln_graph *kiln_graph_clone(const kiln_graph *g, const kiln_allocator *a);
 

@@ -51,9 +51,7 @@ static bool clip_const(const kiln_node *n)
 	return true;
 }
 
-/* Whether b, added to the product's output y, is a bias vector along its
- * channel that the product's kernel can add (see the file comment). */
-static bool is_bias(const kiln_node *p, const kiln_value *y, const kiln_value *b)
+bool kiln_fusion_bias_ok(const kiln_node *p, const kiln_value *y, const kiln_value *b)
 {
 	const kiln_type *t = &b->type, *yt = &y->type;
 	if (t->dtype != KILN_DT_F32 || t->rank > yt->rank || yt->rank < 2)
@@ -82,7 +80,7 @@ static bool match(const kiln_graph *g, kiln_node *p, group *gr)
 	kiln_node *u = kiln_pass_single_user(g, cur);
 	if (u && u->op == KILN_OP_ADD && u->inputs[0] != u->inputs[1]) {
 		kiln_value *other = u->inputs[0] == cur ? u->inputs[1] : u->inputs[0];
-		if (is_bias(p, cur, other) && kiln_type_equal(&u->outputs[0]->type, &cur->type)) {
+		if (kiln_fusion_bias_ok(p, cur, other) && kiln_type_equal(&u->outputs[0]->type, &cur->type)) {
 			gr->badd = u;
 			gr->bias = other;
 			cur = u->outputs[0];

@@ -32,6 +32,13 @@ typedef kiln_status (*kiln_pass_fn)(kiln_graph *g, bool *changed, kiln_diag *d);
 #include "passes.def"
 #undef KILN_PASS
 
+/* The bias rule of output fusion (fuse_output.c), which the CPU lowering
+ * checks again: b, added to y (the output of product p, a Conv, Gemm or
+ * MatMul), is a vector along y's channel ([M] on dim 1 of a Conv, [N] on the
+ * last dim of a Gemm or MatMul) that p's kernel can add: a Conv without a
+ * bias input, a Gemm without C, any MatMul. f32 only. */
+bool kiln_fusion_bias_ok(const kiln_node *p, const kiln_value *y, const kiln_value *b);
+
 /* ---- helpers shared by passes (pass_manager.c) ---- */
 
 /* The one node that uses v (as any input), or NULL when v has no use, more

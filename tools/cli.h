@@ -65,6 +65,10 @@ typedef struct kiln_cli_pins {
  * error (message printed) returns false. */
 bool kiln_cli_add_pin(kiln_cli_pins *p, const char *cmd, const char *spec);
 void kiln_cli_pins_free(kiln_cli_pins *p);
+/* --shape NAME=DIMS at argv[*i]: true when it was one (consumed, pinned);
+ * a missing or bad value sets *rc to the usage error. */
+bool kiln_cli_shape_flag(const char *cmd, char **argv, int argc, int *i, kiln_cli_pins *p,
+                         int *rc);
 
 /* Writes the graph's input names, "'a', 'b'" (or "none"), into buf. */
 void kiln_cli_input_list(const kiln_graph *g, char *buf, size_t size);

@@ -172,11 +172,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
 			if (!value || !*value)
 				rc = kiln_cli_usage("bench", "--json needs a file name");
 			a->json = value;
-		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("bench", "--shape needs a value NAME=DIMxDIM...");
-			else if (!kiln_cli_add_pin(&a->pins, "bench", value))
-				rc = KILN_EXIT_USAGE;
+		} else if (kiln_cli_shape_flag("bench", argv, argc, &i, &a->pins, &rc)) {
+			continue;
 		} else {
 			rc = kiln_cli_usage("bench", "unknown flag '%s'", arg);
 		}

@@ -225,3 +225,16 @@ int kiln_cli_check_passes(const char *cmd, const kiln_opt_opts *o)
 	fprintf(stderr, "Run 'kiln %s --help' for usage.\n", cmd);
 	return KILN_EXIT_USAGE;
 }
+
+bool kiln_cli_shape_flag(const char *cmd, char **argv, int argc, int *i, kiln_cli_pins *p,
+                         int *rc)
+{
+	const char *value;
+	if (!kiln_cli_flag(argv, argc, i, "--shape", &value))
+		return false;
+	if (!value)
+		*rc = kiln_cli_usage(cmd, "--shape needs a value NAME=DIMxDIM...");
+	else if (!kiln_cli_add_pin(p, cmd, value))
+		*rc = KILN_EXIT_USAGE;
+	return true;
+}

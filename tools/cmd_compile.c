@@ -118,11 +118,9 @@ static int parse_args(int argc, char **argv, compile_args *a)
 			if (!value || !*value)
 				return kiln_cli_usage("compile", "--name needs a C identifier");
 			a->name = value;
-		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
-			if (!value)
-				return kiln_cli_usage("compile", "--shape needs a value NAME=DIMxDIM...");
-			if (!kiln_cli_add_pin(&a->pins, "compile", value))
-				return KILN_EXIT_USAGE;
+		} else if (kiln_cli_shape_flag("compile", argv, argc, &i, &a->pins, &rc_flag)) {
+			if (rc_flag)
+				return rc_flag;
 		} else {
 			return kiln_cli_usage("compile", "unknown flag '%s'", arg);
 		}

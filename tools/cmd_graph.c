@@ -579,7 +579,7 @@ static bool ends_with(const char *s, const char *suffix)
 
 static int graph_main(int argc, char **argv)
 {
-	const char *model = NULL, *out = NULL, *value;
+	const char *model = NULL, *out = NULL;
 	kiln_opt_opts oo = {.opt_level = 2};
 	bool only_positional = false;
 	kiln_cli_pins pins = {0};
@@ -607,11 +607,8 @@ static int graph_main(int argc, char **argv)
 			i += 2;
 		} else if (kiln_cli_pass_flag("graph", argv, argc, &i, &oo, &rc)) {
 			continue;
-		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("graph", "--shape needs a value NAME=DIMxDIM...");
-			else if (!kiln_cli_add_pin(&pins, "graph", value))
-				rc = KILN_EXIT_USAGE;
+		} else if (kiln_cli_shape_flag("graph", argv, argc, &i, &pins, &rc)) {
+			continue;
 		} else {
 			rc = kiln_cli_usage("graph", "unknown flag '%s'", arg);
 		}

@@ -164,7 +164,7 @@ static int inspect_main(int argc, char **argv)
 	kiln_cli_pins pins = {0};
 	int rc = KILN_EXIT_OK;
 	for (int i = 0; i < argc && rc == KILN_EXIT_OK;) {
-		const char *arg = argv[i], *value;
+		const char *arg = argv[i];
 		if (only_positional || arg[0] != '-' || !arg[1]) {
 			if (model)
 				rc = kiln_cli_usage("inspect", "more than one model given ('%s' and '%s')",
@@ -184,11 +184,8 @@ static int inspect_main(int argc, char **argv)
 		} else if (!strcmp(arg, "--full-constants")) {
 			full = true;
 			i++;
-		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("inspect", "--shape needs a value NAME=DIMxDIM...");
-			else if (!kiln_cli_add_pin(&pins, "inspect", value))
-				rc = KILN_EXIT_USAGE;
+		} else if (kiln_cli_shape_flag("inspect", argv, argc, &i, &pins, &rc)) {
+			continue;
 		} else {
 			rc = kiln_cli_usage("inspect", "unknown flag '%s'", arg);
 		}

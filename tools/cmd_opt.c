@@ -100,11 +100,8 @@ static int opt_main(int argc, char **argv)
 			if (!value)
 				rc = kiln_cli_usage("opt", "--print-after needs a pass name or 'all'");
 			oo.print_after = value;
-		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
-			if (!value)
-				rc = kiln_cli_usage("opt", "--shape needs a value NAME=DIMxDIM...");
-			else if (!kiln_cli_add_pin(&pins, "opt", value))
-				rc = KILN_EXIT_USAGE;
+		} else if (kiln_cli_shape_flag("opt", argv, argc, &i, &pins, &rc)) {
+			continue;
 		} else {
 			rc = kiln_cli_usage("opt", "unknown flag '%s'", arg);
 		}

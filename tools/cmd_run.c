@@ -98,6 +98,7 @@ static void run_args_free(run_args *a)
 static int parse_args(int argc, char **argv, run_args *a)
 {
 	a->output_dir = DEFAULT_OUTPUT_DIR;
+	int rc_shape = KILN_EXIT_OK;
 	a->opt_level = 2;
 	a->rtol = 1e-4;
 	a->atol = 1e-5;
@@ -160,11 +161,9 @@ static int parse_args(int argc, char **argv, run_args *a)
 				return kiln_cli_usage("run", "--threads needs a count from 1 to 1024, got '%s'",
 				                      value ? value : "");
 			a->threads = (int)t;
-		} else if (kiln_cli_flag(argv, argc, &i, "--shape", &value)) {
-			if (!value)
-				return kiln_cli_usage("run", "--shape needs a value NAME=DIMxDIM...");
-			if (!kiln_cli_add_pin(&a->pins, "run", value))
-				return KILN_EXIT_USAGE;
+		} else if (kiln_cli_shape_flag("run", argv, argc, &i, &a->pins, &rc_shape)) {
+			if (rc_shape)
+				return rc_shape;
 		} else if (kiln_cli_flag(argv, argc, &i, "--input", &value)) {
 			const char *eq = value ? strchr(value, '=') : NULL;
 			if (!eq || eq == value || !eq[1])

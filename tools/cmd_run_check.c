@@ -65,75 +65,6 @@ static diff compare(const kiln_tensor *ref, const void *got, double rtol, double
 	return r;
 }
 
-static bool copy_attrs(kiln_graph *g, kiln_node *dst, const kiln_node *src)
-{
-	for (int i = 0; i < src->n_attrs; i++) {
-		const kiln_attr *a = &src->attrs[i];
-		kiln_status s = KILN_OK;
-		switch (a->kind) {
-		case KILN_ATTR_INT: s = kiln_node_set_int(g, dst, a->name, a->u.i); break;
-		case KILN_ATTR_FLOAT: s = kiln_node_set_float(g, dst, a->name, a->u.f); break;
-		case KILN_ATTR_STRING: s = kiln_node_set_string(g, dst, a->name, a->u.s); break;
-		case KILN_ATTR_INTS: s = kiln_node_set_ints(g, dst, a->name, a->u.ints, a->n); break;
-		case KILN_ATTR_FLOATS: s = kiln_node_set_floats(g, dst, a->name, a->u.floats, a->n); break;
-		case KILN_ATTR_TENSOR: s = kiln_node_set_tensor(g, dst, a->name, a->u.t); break;
-		default: s = KILN_ERR_INTERNAL; break;
-		}
-		if (s != KILN_OK)
-			return false;
-	}
-	return true;
-}
-
-/* A graph of node n alone: its non-constant inputs become graph inputs (data
- * in the .npy files written beside it), constants stay constants. */
-static kiln_graph *reproducer(const kiln_node *n, int opset)
-{
-	kiln_graph *g = kiln_graph_create(n->name, NULL);
-	if (!g)
-		return NULL;
-	g->opset = opset;
-	kiln_value **in = calloc((size_t)(n->n_inputs ? n->n_inputs : 1), sizeof *in);
-	const char **out_names = calloc((size_t)(n->n_outputs ? n->n_outputs : 1), sizeof *out_names);
-	bool ok = in && out_names;
-	for (int i = 0; ok && i < n->n_inputs; i++) {
-		const kiln_value *v = n->inputs[i];
-		if (!v)
-			continue;
-		in[i] = kiln_graph_find_value(g, v->name);
-		if (in[i])
-			continue; /* the same value twice */
-		in[i] = v->kind == KILN_VALUE_CONST ? kiln_graph_add_const(g, v->name, &v->type, v->data)
-		                                    : kiln_graph_add_input(g, v->name, &v->type);
-		ok = in[i] != NULL;
-	}
-	for (int i = 0; ok && i < n->n_outputs; i++)
-		out_names[i] = n->outputs[i]->name;
-	kiln_node *c = ok ? kiln_graph_add_node(g, n->op, n->name, in, n->n_inputs, out_names,
-	                                        n->n_outputs)
-	                  : NULL;
-	ok = c && copy_attrs(g, c, n);
-	if (ok) {
-		c->origin = n->origin ? kiln_arena_strdup(g->arena, n->origin) : NULL;
-		if (n->body)
-			ok = (c->body = kiln_graph_clone_body(g, n->body)) != NULL;
-	}
-	for (int i = 0; ok && i < n->n_outputs; i++)
-		ok = kiln_graph_add_output(g, c->outputs[i]) == KILN_OK;
-	free(in);
-	free(out_names);
-	kiln_diag d;
-	kiln_diag_init(&d, "reproducer");
-	d.fn = NULL;
-	if (ok)
-		ok = kiln_infer_shapes(g, &d) == KILN_OK && kiln_graph_verify(g, &d) == KILN_OK;
-	if (!ok) {
-		kiln_graph_destroy(g);
-		return NULL;
-	}
-	return g;
-}
-
 /* Writes DIR/<node>.kir and DIR/<input>.npy (the reference values), and
  * prints the command that reruns it. */
 static int dump(const char *dir, const kiln_node *n, int opset, const kiln_interp *it)
@@ -142,7 +73,7 @@ static int dump(const char *dir, const kiln_node *n, int opset, const kiln_inter
 		fprintf(stderr, "%s: cannot create the dump folder\n", dir);
 		return KILN_EXIT_ERROR;
 	}
-	kiln_graph *g = reproducer(n, opset);
+	kiln_graph *g = kiln_graph_of_node(n, opset);
 	if (!g) {
 		fprintf(stderr, "%s: cannot build a reproducer for node '%s'\n", dir, n->name);
 		return KILN_EXIT_ERROR;

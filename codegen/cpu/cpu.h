@@ -66,6 +66,10 @@ typedef struct kiln_kcall {
 	const void *repl[KILN_KCALL_MAX_T];
 	int64_t repl_bytes[KILN_KCALL_MAX_T];
 	kiln_arena *arena;                /* lives as long as the compile */
+	/* Bit i: the kernel reads each element of input i before writing the
+	 * output element at the same index, so the planner may give the output
+	 * input i's buffer when input i dies here and has the output's shape. */
+	unsigned in_place;
 } kiln_kcall;
 
 static inline void kiln_kcall_i(kiln_kcall *c, int64_t v)

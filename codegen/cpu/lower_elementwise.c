@@ -234,8 +234,12 @@ kiln_status kiln_lower_elementwise(const kiln_node *n, const kiln_cpu_target *t,
 		            (long long)kiln_type_numel(&n->inputs[0]->type),
 		            (long long)kiln_type_numel(out));
 		c->fn = dt == KILN_DT_F32 && op != KK_EW_NOT ? "kk_ew_unary_f32" : "kk_ew_unary";
+		c->in_place = 1u;
 	} else if (op <= KK_EW_MAX) {
 		c->fn = all_f32 ? "kk_ew_binary_f32" : "kk_ew_binary";
+		/* a variadic Min/Max accumulates into its output while it reads
+		 * inputs 2 and up: only the first two may share its buffer */
+		c->in_place = 3u;
 	} else if (op <= KK_EW_GREATER) {
 		c->fn = "kk_ew_compare";
 	} else if (op == KK_EW_WHERE) {

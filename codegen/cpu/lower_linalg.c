@@ -10,6 +10,7 @@
  * kernels; other dtypes go to the generic kernels. */
 #include "cpu.h"
 #include "kk_params_linalg.h"
+#include "passes.h"
 
 #include <math.h>
 #include <string.h>
@@ -561,22 +562,6 @@ static double clip_bound(const kiln_node *clip, int i, double dflt)
 	return v ? kiln_const_get_f64(v, 0) : dflt;
 }
 
-/* A bias vector b added to the product p's output y: [M] along dim 1 of a
- * Conv with no bias, [N] along the last dim of a MatMul or a Gemm with no C
- * (the rule of passes/fuse_output.c, checked again). */
-static bool fused_bias_ok(const kiln_node *p, const kiln_value *y, const kiln_value *b)
-{
-	const kiln_type *t = &b->type, *yt = &y->type;
-	if (t->dtype != KILN_DT_F32 || t->rank > yt->rank || yt->rank < 2)
-		return false;
-	int ch = p->op == KILN_OP_CONV ? 1 : yt->rank - 1, off = yt->rank - t->rank;
-	for (int i = 0; i < t->rank; i++)
-		if (t->dims[i] != (i + off == ch ? yt->dims[ch] : 1))
-			return false;
-	return ch - off >= 0 && kiln_type_numel(t) == yt->dims[ch] &&
-	       (p->op == KILN_OP_MATMUL || !kiln_node_in(p, 2));
-}
-
 /* A fusion node of kind output: body = product (Conv, Gemm or MatMul),
  * then an optional Add of a bias vector along the output channel, then an
  * optional Add of a residual with the product's shape, then an optional Relu
@@ -602,7 +587,7 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 		     kiln_type_equal(&add->outputs[0]->type, &cur->type);
 		if (ok && kiln_type_equal(&other->type, &cur->type))
 			res = other;
-		else if (ok && pass == 0 && fused_bias_ok(p, cur, other))
+		else if (ok && pass == 0 && kiln_fusion_bias_ok(p, cur, other))
 			bias = other;
 		else
 			break;

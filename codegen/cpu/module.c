@@ -98,26 +98,20 @@ static const char *sanitize(kiln_arena *a, const char *s, const char *prefix)
 /* ---- schedule and arena plan ---- */
 
 /* In-place reuse: the buffer of an input the kernel may overwrite with its
- * output, or -1. Legal when the kernel computes each output element from
- * the input elements at the same index before writing it (the elementwise
- * kernels; only inputs 0 and 1: a variadic Min/Max accumulates into the
- * output while reading inputs 2..), the input is an arena buffer that dies
- * here, and it has the output's shape and byte size (not a broadcast one). */
+ * output (its lowering says which: kiln_kcall.in_place), or -1. The input
+ * must be an arena buffer that dies here with the output's shape and byte
+ * size (not a broadcast operand). */
 static int in_place_input(const builder *B, const kiln_node *n, const kiln_kcall *call,
                           const int *last_use, int ni)
 {
-	static const char *const in_place[] = {"kk_ew_unary_f32", "kk_ew_unary", "kk_ew_binary_f32",
-	                                       "kk_ew_binary"};
-	bool ok = false;
-	for (size_t i = 0; i < sizeof in_place / sizeof *in_place; i++)
-		ok |= !strcmp(call->fn, in_place[i]);
-	if (!ok || n->n_outputs != 1)
+	if (!call->in_place || n->n_outputs != 1)
 		return -1;
 	const kiln_type *yt = &n->outputs[0]->type;
-	for (int j = 0; j < n->n_inputs && j < 2; j++) {
+	for (int j = 0; j < n->n_inputs && j < (int)(8 * sizeof call->in_place); j++) {
 		const kiln_value *v = n->inputs[j];
-		if (!v || call->repl[j] || B->buf_of_value[v->id] < 0 || last_use[v->id] != ni ||
-		    kiln_type_bytes(&v->type) != kiln_type_bytes(yt) || v->type.rank != yt->rank)
+		if (!(call->in_place >> j & 1u) || !v || call->repl[j] || B->buf_of_value[v->id] < 0 ||
+		    last_use[v->id] != ni || kiln_type_bytes(&v->type) != kiln_type_bytes(yt) ||
+		    v->type.rank != yt->rank)
 			continue;
 		bool same = true;
 		for (int k = 0; k < yt->rank; k++)
