@@ -403,13 +403,18 @@ static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int 
 		}
 }
 
+/* Floats per cache line, for prefetching one line per step. */
+#define LA_LINE 16
+
 /* out[i*NV + v] = sum_p a[p*MR + i] * b[p*NR + v*VL ..] for i < mr, v < nv.
- * Inlined with constant mr/nv so the accumulators live in registers; pfb:
- * prefetch B too. */
-static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int pfb, int64_t kc,
+ * Inlined with constant mr/nv so the accumulators live in registers. With
+ * pf, step p also prefetches the line at pf + p*LA_LINE while that is
+ * before pf_end: a slice of the panel the next tile reads from memory. */
+static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64_t kc,
                                                           const float *restrict a,
                                                           const float *restrict b,
-                                                          kk_vf *restrict out)
+                                                          kk_vf *restrict out, const float *pf,
+                                                          const float *pf_end)
 {
 	if (mr * nv < 8 && mr <= 4) {
 		ukr_short(mr, nv, mr * nv >= 4 ? 2 : 4, kc, a, b, out);
@@ -426,9 +431,8 @@ static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int p
 		 * per tile row); short ones (GEMV) are not worth the slot */
 		if (mr == KK_MR)
 			__builtin_prefetch(a + (p + 24) * KK_MR);
-		if (pfb)
-			for (int v = 0; v < nv; v++)
-				__builtin_prefetch(b + (p + 32) * KK_NR + v * KK_VL);
+		if (pf && pf + p * LA_LINE < pf_end)
+			__builtin_prefetch(pf + p * LA_LINE);
 		kk_vf bv[KK_NV];
 #pragma GCC unroll 4
 		for (int v = 0; v < nv; v++)
@@ -453,7 +457,7 @@ typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, kk_vf *out);
 #define KK_UKR(R, V)                                                                  \
 	static void ukr_##R##_##V(int64_t kc, const float *a, const float *b, kk_vf *out) \
 	{                                                                                 \
-		ukr_body(R, V, 0, kc, a, b, out);                                             \
+		ukr_body(R, V, kc, a, b, out, NULL, NULL);                                    \
 	}
 #define KK_UKR_ROW(R) KK_UKR(R, 1) KK_UKR(R, 2)
 #define KK_UKR_ENT(R) {ukr_##R##_1, ukr_##R##_2},
@@ -483,19 +487,23 @@ static const ukr_fn ukr_tab[KK_MR][KK_NV] = {
 #endif
 };
 
-/* Full-height tiles that prefetch B as well, for the first tile of each B
- * panel in a transposed product: its B (the weights) streams from memory. */
-static void ukr_pfb_1(int64_t kc, const float *a, const float *b, kk_vf *out)
+/* Full-height tiles that prefetch [pf, pf_end) as they go (ukr_body). */
+typedef void (*ukr_pf_fn)(int64_t kc, const float *a, const float *b, kk_vf *out,
+                          const float *pf, const float *pf_end);
+
+static void ukr_pf_1(int64_t kc, const float *a, const float *b, kk_vf *out, const float *pf,
+                     const float *pf_end)
 {
-	ukr_body(KK_MR, 1, 1, kc, a, b, out);
+	ukr_body(KK_MR, 1, kc, a, b, out, pf, pf_end);
 }
 
-static void ukr_pfb_2(int64_t kc, const float *a, const float *b, kk_vf *out)
+static void ukr_pf_2(int64_t kc, const float *a, const float *b, kk_vf *out, const float *pf,
+                     const float *pf_end)
 {
-	ukr_body(KK_MR, 2, 1, kc, a, b, out);
+	ukr_body(KK_MR, 2, kc, a, b, out, pf, pf_end);
 }
 
-static const ukr_fn ukr_pfb[KK_NV] = {ukr_pfb_1, ukr_pfb_2};
+static const ukr_pf_fn ukr_pf[KK_NV] = {ukr_pf_1, ukr_pf_2};
 
 /* ---- f32 GEMM: epilogue and driver --------------------------------------- */
 
@@ -733,6 +741,33 @@ static void tile_store_t(const la_gemm *g, float *y, const float *bias, const fl
 	}
 }
 
+/* The micro-kernel on tile (ir, jr) of a block (A panels ap, B panels bp),
+ * fetching ahead what the next tiles read from memory: a pre-packed
+ * operand (weights) is read from memory only by the first tiles that use a
+ * panel. B's next panel is fetched by the first full tiles of the current
+ * one, a line per step each; A's next panel, during the first column of
+ * tiles, by the tile before it. */
+static inline void ukr_call(const la_gemm *g, const float *ap, const float *bp, int64_t kc,
+                            int64_t ir, int64_t jr, int64_t mc, int64_t nc, int mr, int nv,
+                            kk_vf *acc)
+{
+	const float *a = ap + ir * kc, *b = bp + jr * kc;
+	if (mr == KK_MR) {
+		int64_t span = kc * LA_LINE, t = ir / KK_MR;
+		if (g->b_mode == KK_LA_OP_PACKED && jr + KK_NR < nc && t * span < kc * KK_NR) {
+			const float *next = b + kc * KK_NR;
+			ukr_pf[nv - 1](kc, a, b, acc, next + t * span, next + kc * KK_NR);
+			return;
+		}
+		if (g->a_mode == KK_LA_OP_PACKED && jr == 0 && ir + KK_MR < mc) {
+			const float *next = a + kc * KK_MR;
+			ukr_pf[nv - 1](kc, a, b, acc, next, next + kc * KK_MR);
+			return;
+		}
+	}
+	ukr_tab[mr - 1][nv - 1](kc, a, b, acc);
+}
+
 /* One operand block of a task: the M block ib against the packed B block
  * bp (depth [k0, k0+kc), columns [j0, j0+nc)), every micro-tile of it;
  * psum: the partial sums of a transposed product (tile_store_t). */
@@ -756,8 +791,7 @@ static void gemm_block(const la_gemm *g, const float *a, const float *bp, float 
 			int mr = (int)la_min(KK_MR, mc - ir);
 			kk_vf acc[KK_MR * KK_NV];
 			if (g->trans) {
-				(ir == 0 && mr == KK_MR ? ukr_pfb[nv - 1] : ukr_tab[mr - 1][nv - 1])(
-					kc, ap + ir * kc, bp + jr * kc, acc);
+				ukr_call(g, ap, bp, kc, ir, jr, mc, nc, mr, nv, acc);
 				tile_store_t(g, y, bias, res, acc,
 				             psum + (jr / KK_NR * mpan + ir / KK_MR) * KK_MR * KK_NR, i0 + ir,
 				             j0 + jr, mr, nr, ir + mr < mc ? mc - ir : mr, first, last);
@@ -770,7 +804,7 @@ static void gemm_block(const la_gemm *g, const float *a, const float *bp, float 
 				__builtin_prefetch(yt + i * g->y_rs, 1);
 				__builtin_prefetch(yt + i * g->y_rs + nr - 1, 1);
 			}
-			ukr_tab[mr - 1][nv - 1](kc, ap + ir * kc, bp + jr * kc, acc);
+			ukr_call(g, ap, bp, kc, ir, jr, mc, nc, mr, nv, acc);
 			tile_store(g, y, bias, res, acc, i0 + ir, j0 + jr, mr, nr, first, last);
 		}
 	}
