@@ -380,7 +380,9 @@ static void trans_case(conv_spec s, int want)
 		kiln_node_set_int(g, nd, "group", s.group);
 	if (s.strides[0])
 		kiln_node_set_ints(g, nd, "strides", s.strides, s.ns);
-	if (s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3])
+	if (s.dil[0])
+		kiln_node_set_ints(g, nd, "dilations", s.dil, s.ns);
+	if (s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3] || s.pads[4] || s.pads[5])
 		kiln_node_set_ints(g, nd, "pads", s.pads, 2 * s.ns);
 	char what[160];
 	snprintf(what, sizeof what, "transposed Conv n%lld c%lld m%lld g%lld in %lld k %lld",
@@ -437,6 +439,55 @@ static void test_conv_transposed_product(void **state)
 	           0);
 	/* large outputs stay in the usual orientation */
 	trans_case((conv_spec){.ns = 2, .n = 1, .c = 8, .m = 64, .group = 1, .in = {16, 16},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}},
+	           0);
+}
+
+/* Conv with constant weights and depth >= 384: the transposed product with
+ * im2col read in place from the phase planes (KK_LA_OP_IMPLICIT), tiles
+ * within one output row. Rows of every length against the tile height
+ * (MR 12 at VL 16, 6 at VL 4), strides, dilations, padding, groups, 1-D
+ * and 3-D, rows wider than an M block, channels over several N blocks. */
+static void test_conv_implicit(void **state)
+{
+	(void)state;
+	/* rows of 29 (tiles 10, 10, 9 / 5 x 6-) over 13 rows, 2 images */
+	trans_case((conv_spec){.ns = 2, .n = 2, .c = 48, .m = 40, .group = 1, .in = {13, 29},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           1);
+	/* stride 2, dilation, asymmetric pads */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 50, .m = 21, .group = 1, .in = {19, 31},
+	                       .k = {3, 3}, .strides = {2, 2}, .dil = {1, 2}, .pads = {0, 2, 1, 1},
+	                       .bias = true},
+	           1);
+	/* rows of one position */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 150, .m = 17, .group = 1, .in = {9, 1},
+	                       .k = {3, 1}, .pads = {1, 0, 1, 0}},
+	           1);
+	/* rows of 200, wider than an M block; 13 = MR + 1 */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 130, .m = 33, .group = 1, .in = {3, 200},
+	                       .k = {1, 3}, .pads = {0, 1, 0, 1}, .bias = true},
+	           1);
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 48, .m = 16, .group = 1, .in = {6, 13},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}},
+	           1);
+	/* groups */
+	trans_case((conv_spec){.ns = 2, .n = 2, .c = 96, .m = 34, .group = 2, .in = {11, 11},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           1);
+	/* 600 channels: the partial sums' bound splits N */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 48, .m = 600, .group = 1, .in = {9, 9},
+	                       .k = {3, 3}, .pads = {1, 1, 1, 1}, .bias = true},
+	           1);
+	/* 1-D and 3-D */
+	trans_case((conv_spec){.ns = 1, .n = 2, .c = 100, .m = 19, .group = 1, .in = {37},
+	                       .k = {5}, .pads = {2, 1}, .bias = true},
+	           1);
+	trans_case((conv_spec){.ns = 3, .n = 1, .c = 20, .m = 12, .group = 1, .in = {4, 5, 6},
+	                       .k = {3, 3, 3}, .pads = {1, 1, 1, 1, 1, 1}},
+	           1);
+	/* below the depth: packed as before */
+	trans_case((conv_spec){.ns = 2, .n = 1, .c = 40, .m = 16, .group = 1, .in = {16, 16},
 	                       .k = {3, 3}, .pads = {1, 1, 1, 1}},
 	           0);
 }
@@ -768,6 +819,9 @@ static void test_fused_conv(void **state)
 		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
 		{.ns = 2, .n = 2, .c = 7, .m = 30, .group = 1, .in = {5, 4}, .k = {5, 4},
 		 .bias = true, .const_w = true},
+		/* im2col read in place (depth 432), rows of 27 in several tiles */
+		{.ns = 2, .n = 2, .c = 48, .m = 20, .group = 1, .in = {10, 27}, .k = {3, 3},
+		 .pads = {1, 1, 1, 1}, .bias = true, .const_w = true},
 	};
 	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
 		for (int act = KK_LA_ACT_NONE; act <= KK_LA_ACT_CLIP; act++)
@@ -1014,6 +1068,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_dtypes),
 		cmocka_unit_test(test_conv_2d),
 		cmocka_unit_test(test_conv_transposed_product),
+		cmocka_unit_test(test_conv_implicit),
 		cmocka_unit_test(test_conv_auto_pad),
 		cmocka_unit_test(test_conv_depthwise),
 		cmocka_unit_test(test_conv_1d_3d),

@@ -356,11 +356,18 @@ static void pack_conv(const la_gemm *g, const float *tb, int64_t p0, int64_t kc,
 
 /* ---- f32 GEMM: micro-kernel ---------------------------------------------- */
 
+/* Element (row i, depth p) of a micro-kernel's A: its packed panel
+ * (a[p*MR + i]), or with imp (a compile-time constant) the phase planes
+ * read in place through the tap table (KK_LA_OP_IMPLICIT), a[toff[p] + i]. */
+#define LA_A(a, toff, p, i, imp) ((imp) ? (a)[(toff)[p] + (i)] : (a)[(p) * KK_MR + (i)])
+
 /* ukr_body for tiles of fewer than 8 vectors (GEMV-like rows): that few
  * accumulator chains would wait on the FMA latency, so u interleaved sets
  * of sums over p (u*mr*nv >= 8 chains), added at the end. */
-static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int u, int64_t kc,
+static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int u, int imp,
+                                                           int64_t kc,
                                                            const float *restrict a,
+                                                           const int64_t *restrict toff,
                                                            const float *restrict b,
                                                            kk_vf *restrict out)
 {
@@ -378,7 +385,7 @@ static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int 
 		for (int s = 0; s < u; s++)
 #pragma GCC unroll 4
 			for (int i = 0; i < mr; i++) {
-				kk_vf av = la_splat(a[(p + s) * KK_MR + i]);
+				kk_vf av = la_splat(LA_A(a, toff, p + s, i, imp));
 #pragma GCC unroll 4
 				for (int v = 0; v < nv; v++)
 					acc[s][i][v] += av * kk_load(b + (p + s) * KK_NR + v * KK_VL);
@@ -386,7 +393,7 @@ static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int 
 	for (; p < kc; p++)
 #pragma GCC unroll 4
 		for (int i = 0; i < mr; i++) {
-			kk_vf av = la_splat(a[p * KK_MR + i]);
+			kk_vf av = la_splat(LA_A(a, toff, p, i, imp));
 #pragma GCC unroll 4
 			for (int v = 0; v < nv; v++)
 				acc[0][i][v] += av * kk_load(b + p * KK_NR + v * KK_VL);
@@ -410,14 +417,15 @@ static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int 
  * Inlined with constant mr/nv so the accumulators live in registers. With
  * pf, step p also prefetches the line at pf + p*LA_LINE while that is
  * before pf_end: a slice of the panel the next tile reads from memory. */
-static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64_t kc,
+static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int imp, int64_t kc,
                                                           const float *restrict a,
+                                                          const int64_t *restrict toff,
                                                           const float *restrict b,
                                                           kk_vf *restrict out, const float *pf,
                                                           const float *pf_end)
 {
 	if (mr * nv < 8 && mr <= 4) {
-		ukr_short(mr, nv, mr * nv >= 4 ? 2 : 4, kc, a, b, out);
+		ukr_short(mr, nv, mr * nv >= 4 ? 2 : 4, imp, kc, a, toff, b, out);
 		return;
 	}
 	kk_vf acc[KK_MR][KK_NV];
@@ -429,7 +437,7 @@ static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64
 	for (int64_t p = 0; p < kc; p++) {
 		/* full-height A panels stream from L2/L3 (weights, read once
 		 * per tile row); short ones (GEMV) are not worth the slot */
-		if (mr == KK_MR)
+		if (mr == KK_MR && !imp)
 			__builtin_prefetch(a + (p + 24) * KK_MR);
 		if (pf && pf + p * LA_LINE < pf_end)
 			__builtin_prefetch(pf + p * LA_LINE);
@@ -439,7 +447,7 @@ static inline __attribute__((always_inline)) void ukr_body(int mr, int nv, int64
 			bv[v] = kk_load(b + p * KK_NR + v * KK_VL);
 #pragma GCC unroll 16
 		for (int i = 0; i < mr; i++) {
-			kk_vf av = la_splat(a[p * KK_MR + i]);
+			kk_vf av = la_splat(LA_A(a, toff, p, i, imp));
 #pragma GCC unroll 4
 			for (int v = 0; v < nv; v++)
 				acc[i][v] += av * bv[v];
@@ -457,7 +465,7 @@ typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, kk_vf *out);
 #define KK_UKR(R, V)                                                                  \
 	static void ukr_##R##_##V(int64_t kc, const float *a, const float *b, kk_vf *out) \
 	{                                                                                 \
-		ukr_body(R, V, kc, a, b, out, NULL, NULL);                                    \
+		ukr_body(R, V, 0, kc, a, NULL, b, out, NULL, NULL);                           \
 	}
 #define KK_UKR_ROW(R) KK_UKR(R, 1) KK_UKR(R, 2)
 #define KK_UKR_ENT(R) {ukr_##R##_1, ukr_##R##_2},
@@ -494,16 +502,53 @@ typedef void (*ukr_pf_fn)(int64_t kc, const float *a, const float *b, kk_vf *out
 static void ukr_pf_1(int64_t kc, const float *a, const float *b, kk_vf *out, const float *pf,
                      const float *pf_end)
 {
-	ukr_body(KK_MR, 1, kc, a, b, out, pf, pf_end);
+	ukr_body(KK_MR, 1, 0, kc, a, NULL, b, out, pf, pf_end);
 }
 
 static void ukr_pf_2(int64_t kc, const float *a, const float *b, kk_vf *out, const float *pf,
                      const float *pf_end)
 {
-	ukr_body(KK_MR, 2, kc, a, b, out, pf, pf_end);
+	ukr_body(KK_MR, 2, 0, kc, a, NULL, b, out, pf, pf_end);
 }
 
 static const ukr_pf_fn ukr_pf[KK_NV] = {ukr_pf_1, ukr_pf_2};
+
+/* Tiles whose A is the phase planes read in place through a tap table
+ * (KK_LA_OP_IMPLICIT), prefetching [pf, pf_end) as they go. */
+typedef void (*uki_fn)(int64_t kc, const float *a, const int64_t *toff, const float *b,
+                       kk_vf *out, const float *pf, const float *pf_end);
+
+#define KK_UKI(R, V)                                                                        \
+	static void uki_##R##_##V(int64_t kc, const float *a, const int64_t *toff,             \
+	                          const float *b, kk_vf *out, const float *pf, const float *pf_end) \
+	{                                                                                       \
+		ukr_body(R, V, 1, kc, a, toff, b, out, pf, pf_end);                                 \
+	}
+#define KK_UKI_ROW(R) KK_UKI(R, 1) KK_UKI(R, 2)
+#define KK_UKI_ENT(R) {uki_##R##_1, uki_##R##_2},
+
+KK_UKI_ROW(1)
+KK_UKI_ROW(2)
+KK_UKI_ROW(3)
+KK_UKI_ROW(4)
+KK_UKI_ROW(5)
+KK_UKI_ROW(6)
+#if KK_MR > 6
+KK_UKI_ROW(7)
+KK_UKI_ROW(8)
+KK_UKI_ROW(9)
+KK_UKI_ROW(10)
+KK_UKI_ROW(11)
+KK_UKI_ROW(12)
+#endif
+
+/* uki_tab[mr - 1][nv - 1] */
+static const uki_fn uki_tab[KK_MR][KK_NV] = {
+	KK_UKI_ENT(1) KK_UKI_ENT(2) KK_UKI_ENT(3) KK_UKI_ENT(4) KK_UKI_ENT(5) KK_UKI_ENT(6)
+#if KK_MR > 6
+	KK_UKI_ENT(7) KK_UKI_ENT(8) KK_UKI_ENT(9) KK_UKI_ENT(10) KK_UKI_ENT(11) KK_UKI_ENT(12)
+#endif
+};
 
 /* ---- f32 GEMM: epilogue and driver --------------------------------------- */
 
@@ -768,6 +813,57 @@ static inline void ukr_call(const la_gemm *g, const float *ap, const float *bp, 
 	ukr_tab[mr - 1][nv - 1](kc, a, b, acc);
 }
 
+/* Tiles of one output row in gemm_block_implicit: a row of w positions
+ * splits into la_row_tiles(w) near-equal tiles of at most MR. */
+static inline int64_t la_row_tiles(int64_t w)
+{
+	return la_cdiv(w, KK_MR);
+}
+
+/* gemm_block of a transposed Conv whose A (im2col^T) is not packed but read
+ * in place from the phase planes a (KK_LA_OP_IMPLICIT): within an output
+ * row, tap p of a tile starting at position f reads the contiguous floats
+ * a[toff[p] + f + i] (phase_tap). So the M block ib is whole output rows,
+ * each split into near-equal tiles, and the micro-kernel takes the tap
+ * table instead of a packed panel. */
+static void gemm_block_implicit(const la_gemm *g, const float *a, const float *bp, float *y,
+                                const float *bias, const float *res, float *psum, int64_t ib,
+                                int64_t k0, int64_t kc, int64_t j0, int64_t nc)
+{
+	const la_geo *q = &g->geo;
+	int first = k0 == 0, last = k0 + kc >= g->k;
+	int64_t w = q->out[2], i0 = ib * g->mc, mc = la_min(g->mc, g->m - i0);
+	int64_t ntile = la_row_tiles(w), mpan = g->mc / w * ntile;
+	int64_t toff[KK_GEMM_KC_MAX(KK_VL)];
+	/* tap p + ks is tap p of the next channel */
+	for (int64_t p = 0; p < kc; p++)
+		toff[p] = p >= q->ks ? toff[p - q->ks] + q->chan
+		                     : (k0 + p) / q->ks * q->chan + phase_tap(q, (k0 + p) % q->ks);
+	for (int64_t jr = 0; jr < nc; jr += KK_NR) {
+		int64_t nr = la_min(KK_NR, nc - jr);
+		int nv = (int)la_cdiv(nr, KK_VL);
+		const float *b = bp + jr * kc, *next = b + kc * KK_NR;
+		int64_t t = 0;
+		for (int64_t r = i0; r < i0 + mc; r += w) {
+			int64_t oh = r / w % q->out[1], od = r / (w * q->out[1]);
+			const float *row = a + (od * q->q[1] + oh) * q->q[2];
+			for (int64_t e = 0, f = 0; e < ntile; e++, t++) {
+				int mr = (int)(w / ntile + (e < w % ntile));
+				/* the first tiles fetch B's next panel, a line per step */
+				int64_t span = kc * LA_LINE;
+				bool pf = jr + KK_NR < nc && t * span < kc * KK_NR;
+				kk_vf acc[KK_MR * KK_NV];
+				uki_tab[mr - 1][nv - 1](kc, row + f, toff, b, acc, pf ? next + t * span : NULL,
+				                        next + kc * KK_NR);
+				tile_store_t(g, y, bias, res, acc,
+				             psum + (jr / KK_NR * mpan + t) * KK_MR * KK_NR, r + f, j0 + jr, mr,
+				             nr, i0 + mc - (r + f), first, last);
+				f += mr;
+			}
+		}
+	}
+}
+
 /* One operand block of a task: the M block ib against the packed B block
  * bp (depth [k0, k0+kc), columns [j0, j0+nc)), every micro-tile of it;
  * psum: the partial sums of a transposed product (tile_store_t). */
@@ -775,6 +871,10 @@ static void gemm_block(const la_gemm *g, const float *a, const float *bp, float 
                        const float *bias, const float *res, float *abuf, float *psum, int64_t ib,
                        int64_t k0, int64_t kc, int64_t j0, int64_t nc)
 {
+	if (g->a_mode == KK_LA_OP_IMPLICIT) {
+		gemm_block_implicit(g, a, bp, y, bias, res, psum, ib, k0, kc, j0, nc);
+		return;
+	}
 	int first = k0 == 0, last = k0 + kc >= g->k;
 	int64_t i0 = ib * g->mc, mc = la_min(g->mc, g->m - i0), mpan = la_cdiv(g->mc, KK_MR);
 	const float *ap = abuf;
@@ -920,13 +1020,17 @@ static void gemm_run(la_gemm *g, const kiln_abi_host *h)
 	g->nc = la_cdiv(la_cdiv(g->n, best_jc), KK_NR) * KK_NR;
 	g->n_jc = la_cdiv(g->n, g->nc);
 	if (best_split > 1) {
-		/* M blocks: a whole number per chunk */
+		/* M blocks: a whole number per chunk (of whole output rows, for
+		 * an A read in place) */
 		int64_t per = la_cdiv(la_cdiv(g->m, g->mc), best_split);
-		g->mc = la_min(g->mc, la_cdiv(mpan, per * best_split) * KK_MR);
+		int64_t unit = g->a_mode == KK_LA_OP_IMPLICIT ? g->geo.out[2] : KK_MR;
+		g->mc = la_min(g->mc, la_cdiv(la_cdiv(g->m, unit), per * best_split) * unit);
 	}
 	g->n_ic = la_cdiv(g->m, g->mc);
 	g->split = la_min(best_split, g->n_ic);
-	g->a_scratch = g->a_mode == KK_LA_OP_PACKED ? 0 : la_cdiv(g->mc, KK_MR) * KK_MR * g->kc + KK_VL;
+	g->a_scratch = g->a_mode == KK_LA_OP_PACKED || g->a_mode == KK_LA_OP_IMPLICIT
+	                   ? 0
+	                   : la_cdiv(g->mc, KK_MR) * KK_MR * g->kc + KK_VL;
 	g->b_scratch = g->b_mode == KK_LA_OP_PACKED ? 0 : g->kc * g->nc + KK_VL;
 	kk_parallel(h, g->nbatch * g->n_jc * g->split, gemm_task, g);
 }

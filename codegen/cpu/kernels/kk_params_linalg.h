@@ -35,7 +35,7 @@ enum {
 	                  * planes computed straight from the input (no copy) */
 	KK_LA_KC,
 	KK_LA_NC,
-	KK_LA_A_MODE,    /* KK_LA_OP_*: STRIDED, PACKED or IM2COL (with TRANS) */
+	KK_LA_A_MODE,    /* KK_LA_OP_*: STRIDED, PACKED, or IM2COL/IMPLICIT (with TRANS) */
 	KK_LA_A_RS,      /* element (i, p) of A at i*A_RS + p*A_CS (STRIDED) */
 	KK_LA_A_CS,
 	KK_LA_B_MODE,    /* STRIDED, PACKED or IM2COL (B[p, j] = X[c, tap]); A_MODE
@@ -109,7 +109,10 @@ enum {
 	KK_LA_DT_I64, KK_LA_DT_I32, KK_LA_DT_I8, KK_LA_DT_U8
 };
 
-enum { KK_LA_OP_STRIDED, KK_LA_OP_PACKED, KK_LA_OP_IM2COL };
+/* IMPLICIT: A = im2col^T of a transposed Conv (KK_LA_TRANS) read in place
+ * from the phase planes by the micro-kernel, tiles within one output row;
+ * KK_LA_MC is then a whole number of output rows. */
+enum { KK_LA_OP_STRIDED, KK_LA_OP_PACKED, KK_LA_OP_IM2COL, KK_LA_OP_IMPLICIT };
 
 /* GELU: erf form and tanh form, the elementwise kernels' own (kk_math.h). */
 enum { KK_LA_ACT_NONE, KK_LA_ACT_RELU, KK_LA_ACT_CLIP, KK_LA_ACT_GELU, KK_LA_ACT_GELU_TANH };
