@@ -1,6 +1,7 @@
 /* bench_model.c — kiln-bench-model: times a compiled model (.so from
  * `kiln compile`) through libkiln_rt. Seeded random inputs, one session with
- * --threads threads, --warmup untimed runs, then --repeat runs each timed
+ * --threads threads, --warmup untimed runs (and at least --warmup-ms of
+ * them), then --repeat runs each timed
  * with CLOCK_MONOTONIC; prints median, min and p90 in milliseconds, or one
  * JSON object with every sample, sorted (--json), for bench/compare.py. */
 #include "bench.h"
@@ -12,19 +13,21 @@
 #include <string.h>
 
 static const char usage[] =
-	"usage: kiln-bench-model MODEL.so [--threads N] [--warmup N] [--repeat N]\n"
-	"                        [--seed N] [--json]\n"
+	"usage: kiln-bench-model MODEL.so [--threads N] [--warmup N] [--warmup-ms T]\n"
+	"                        [--repeat N] [--seed N] [--json]\n"
 	"\n"
 	"Loads MODEL.so, fills its inputs with seeded random data (floats uniform in\n"
-	"[-1, 1), integers 0 or 1), runs it --warmup times (default 5), then times\n"
-	"--repeat runs (default 20) one by one and prints median, min and p90 in ms.\n"
+	"[-1, 1), integers 0 or 1), runs it --warmup times (default 5) and for at\n"
+	"least --warmup-ms milliseconds (default 100: a model of microseconds warms\n"
+	"its threads and caches too), then times --repeat runs (default 20) one by\n"
+	"one and prints median, min and p90 in ms.\n"
 	"--threads N: the session's thread count (default 1; 0 means the runtime's\n"
 	"default). --json: one JSON object on stdout, samples included.\n"
 	"Exit status: 0 success, 1 the model could not be loaded or run, 2 usage.\n";
 
 typedef struct options {
 	const char *path;
-	int threads, warmup, repeat, json;
+	int threads, warmup, warmup_ms, repeat, json;
 	uint64_t seed;
 } options;
 
@@ -43,7 +46,7 @@ static int parse_int(const char *flag, const char *s, long lo, long *out)
 
 static int parse_args(int argc, char **argv, options *o)
 {
-	*o = (options){.threads = 1, .warmup = 5, .repeat = 20, .seed = 1};
+	*o = (options){.threads = 1, .warmup = 5, .warmup_ms = 100, .repeat = 20, .seed = 1};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		long v;
@@ -53,7 +56,7 @@ static int parse_args(int argc, char **argv, options *o)
 		} else if (!strcmp(a, "--json")) {
 			o->json = 1;
 		} else if (!strcmp(a, "--threads") || !strcmp(a, "--warmup") ||
-		           !strcmp(a, "--repeat") || !strcmp(a, "--seed")) {
+		           !strcmp(a, "--warmup-ms") || !strcmp(a, "--repeat") || !strcmp(a, "--seed")) {
 			int is_repeat = !strcmp(a, "--repeat");
 			if (parse_int(a, i + 1 < argc ? argv[++i] : NULL, is_repeat, &v))
 				return -1;
@@ -61,6 +64,8 @@ static int parse_args(int argc, char **argv, options *o)
 				o->threads = (int)v;
 			else if (!strcmp(a, "--warmup"))
 				o->warmup = (int)v;
+			else if (!strcmp(a, "--warmup-ms"))
+				o->warmup_ms = (int)v;
 			else if (is_repeat)
 				o->repeat = (int)v;
 			else
@@ -166,17 +171,21 @@ int main(int argc, char **argv)
 		        kiln_rt_status_str(st));
 		goto done;
 	}
-	for (int i = 0; i < o.warmup + o.repeat; i++) {
+	/* warm-up: --warmup runs, and on until --warmup-ms have passed */
+	double w0 = kiln_bench_now();
+	for (int i = 0; i < o.warmup || (kiln_bench_now() - w0) * 1e3 < o.warmup_ms; i++) {
+		if ((st = kiln_rt_session_run_raw(s, (const void *const *)b.in, b.out)) != KILN_RT_OK)
+			break;
+	}
+	for (int i = 0; i < o.repeat && st == KILN_RT_OK; i++) {
 		double t0 = kiln_bench_now();
 		st = kiln_rt_session_run_raw(s, (const void *const *)b.in, b.out);
-		double t1 = kiln_bench_now();
-		if (st != KILN_RT_OK) {
-			fprintf(stderr, "kiln-bench-model: %s: run failed: %s\n", o.path,
-			        kiln_rt_session_error(s));
-			goto done;
-		}
-		if (i >= o.warmup)
-			ms[i - o.warmup] = (t1 - t0) * 1e3;
+		ms[i] = (kiln_bench_now() - t0) * 1e3;
+	}
+	if (st != KILN_RT_OK) {
+		fprintf(stderr, "kiln-bench-model: %s: run failed: %s\n", o.path,
+		        kiln_rt_session_error(s));
+		goto done;
 	}
 	kiln_bench_stats stats;
 	kiln_bench_stats_of(ms, o.repeat, &stats);

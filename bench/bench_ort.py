@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """bench_ort.py — times an ONNX model in onnxruntime the way users run it.
 
-Usage: bench_ort.py MODEL.onnx [--threads N] [--warmup N] [--repeat N]
-                    [--seed N] [--json]
+Usage: bench_ort.py MODEL.onnx [--threads N] [--warmup N] [--warmup-ms T]
+                    [--repeat N] [--seed N] [--json]
 
 One InferenceSession on the CPU execution provider with
 intra_op_num_threads=N, inter_op_num_threads=1, ORT_SEQUENTIAL execution and
 the default graph optimisation level (ORT_ENABLE_ALL). Inputs are seeded
 random data like kiln-bench-model's: floats uniform in [-1, 1), integers
-0 or 1. --warmup untimed runs, then --repeat runs each timed around
+0 or 1. --warmup untimed runs, going on until --warmup-ms (default 100) have
+passed, as kiln-bench-model does; then --repeat runs each timed around
 session.run with time.perf_counter_ns; prints median, min and p90 in ms, or
 one JSON object with every sample, sorted (--json), for bench/compare.py.
 """
@@ -67,9 +68,12 @@ def summary(samples_ms):
             "samples_ms": s}
 
 
-def time_runs(session, feeds, warmup, repeat):
-    for _ in range(warmup):
+def time_runs(session, feeds, warmup, repeat, warmup_ms):
+    w0 = time.perf_counter_ns()
+    i = 0
+    while i < warmup or (time.perf_counter_ns() - w0) * 1e-6 < warmup_ms:
         session.run(None, feeds)
+        i += 1
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter_ns()
@@ -83,16 +87,18 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup-ms", type=float, default=100.0,
+                    help="keep warming up until this many ms have passed (default 100)")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if args.threads < 1 or args.warmup < 0 or args.repeat < 1:
-        ap.error("--threads and --repeat must be >= 1, --warmup >= 0")
+    if args.threads < 1 or args.warmup < 0 or args.repeat < 1 or args.warmup_ms < 0:
+        ap.error("--threads and --repeat must be >= 1, --warmup and --warmup-ms >= 0")
 
     session = make_session(args.model, args.threads)
     feeds = random_inputs(session, args.seed)
-    result = summary(time_runs(session, feeds, args.warmup, args.repeat))
+    result = summary(time_runs(session, feeds, args.warmup, args.repeat, args.warmup_ms))
     result.update(model=args.model, threads=args.threads, warmup=args.warmup,
                   repeat=args.repeat, onnxruntime=ort.__version__)
     if args.json:

@@ -8,8 +8,8 @@ Usage: compare.py --kiln BIN --bench-model BIN --bench-gemm BIN --models-dir DIR
 1. Compiles each DIR/<model>.onnx with `kiln compile -O2` into OUT/so/, timing
    each compile (wall clock of the command).
 2. For each model and thread count, alternates kiln-bench-model and
-   bench_ort.py (each a fresh process: --warmup untimed runs, then its share
-   of --repeat timed runs) for --rounds rounds, swapping which goes first each
+   bench_ort.py (each a fresh process: --warmup untimed runs and at least
+   100 ms of them, then its share of --repeat timed runs) for --rounds rounds, swapping which goes first each
    round, so machine noise lands on both; the medians are over all samples.
 3. Runs kiln-bench-gemm over the square sizes and the models' GEMM shapes.
 Prints the tables (Markdown) on stdout, progress on stderr, and writes every
