@@ -478,6 +478,8 @@ static void test_pool_2d_f32(void **state)
 	static const axes_case shapes[] = {
 		{4, {2, 3, 17, 17}, 0, {0}}, {4, {1, 2, 33, 40}, 0, {0}}, {4, {1, 1, 8, 9}, 0, {0}},
 		{4, {1, 16, 64, 64}, 0, {0}},
+		/* rows longer than max pooling's reduced-row buffer (4096) */
+		{4, {1, 1, 8, 4100}, 0, {0}},
 	};
 	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
 		for (size_t p = 0; p < sizeof pools_2d / sizeof *pools_2d; p++) {

@@ -956,9 +956,68 @@ rd_pool_interior(const rd_pool *q, const float *xp, float *y, const int64_t *o,
 	}
 }
 
+/* Longest input row max pooling reduces over the outer dims first. */
+#define RD_ROW_MAX 4096
+
+/* The max over the window's rows along the outer two dims (taps [kb, ke))
+ * at output o, element by element: row[l] for l < in[2]. */
+static void rd_pool_rows(const rd_pool *q, const float *xp, const int64_t *o, const int64_t *kb,
+                         const int64_t *ke, float *row)
+{
+	int64_t n = q->in[2];
+	bool first = true;
+	for (int64_t k0 = kb[0]; k0 < ke[0]; k0++) {
+		int64_t p0 = o[0] * q->s[0] + k0 * q->dl[0] - q->pb[0];
+		for (int64_t k1 = kb[1]; k1 < ke[1]; k1++, first = false) {
+			int64_t p1 = o[1] * q->s[1] + k1 * q->dl[1] - q->pb[1];
+			const float *x = xp + (p0 * q->in[1] + p1) * n;
+			int64_t l = 0;
+			for (; l + KK_VL <= n; l += KK_VL)
+				kk_store(row + l, first ? kk_load(x + l) : rd_vmax(kk_load(row + l), kk_load(x + l)));
+			for (; l < n; l++)
+				row[l] = first ? x[l] : rd_max(row[l], x[l]);
+		}
+	}
+}
+
+/* Max pooling of one reduced row (rd_pool_rows) along the last dim: the
+ * interior [lo, hi) a vector of outputs at a time (stride s2, 1 or 2, as a
+ * constant), the rest one by one. */
+static inline __attribute__((always_inline)) void
+rd_pool_row_max(const rd_pool *q, const float *row, float *y, int64_t lo, int64_t hi, int s2)
+{
+	int64_t dl2 = q->dl[2], pb2 = q->pb[2];
+	for (int64_t o2 = 0; o2 < q->out[2]; o2++) {
+		if (o2 == lo && hi > lo) {
+			for (int64_t ow = lo;; ow += KK_VL) {
+				if (ow > hi - KK_VL)
+					ow = hi - KK_VL;
+				kk_vf acc = kk_splat(-KK_INFINITY);
+				for (int64_t k2 = 0; k2 < q->k[2]; k2++) {
+					const float *p = row + ow * s2 - pb2 + k2 * dl2;
+					acc = rd_vmax(acc, s2 == 1 ? kk_load(p) : rd_load_even(p));
+				}
+				kk_store(y + ow, acc);
+				if (ow == hi - KK_VL)
+					break;
+			}
+			o2 = hi - 1;
+			continue;
+		}
+		int64_t b2, e2;
+		rd_pool_taps(q, 2, o2, &b2, &e2);
+		float acc = -KK_INFINITY;
+		for (int64_t k2 = b2; k2 < e2; k2++)
+			acc = rd_max(acc, row[o2 * q->s[2] - pb2 + k2 * dl2]);
+		y[o2] = acc;
+	}
+}
+
 /* f32 rows: along the last spatial dim, the outputs whose windows lie
  * inside the input (stride 1 or 2) go a vector of outputs at a time, the
- * border outputs (and every output for other strides) one by one. */
+ * border outputs (and every output for other strides) one by one. Max
+ * pooling over several rows reduces the rows first, so each input row is
+ * read once per output row instead of once per tap along the last dim. */
 static void rd_pool_f32(const void *arg, int64_t r0, int64_t r1)
 {
 	const rd_pool *q = arg;
@@ -980,6 +1039,16 @@ static void rd_pool_f32(const void *arg, int64_t r0, int64_t r1)
 		int64_t kb[2], ke[2];
 		int64_t cnt01 = rd_pool_taps(q, 0, o[0], &kb[0], &ke[0]) *
 		                rd_pool_taps(q, 1, o[1], &kb[1], &ke[1]);
+		if (q->max && s2 <= 2 && (ke[0] - kb[0]) * (ke[1] - kb[1]) > 1 &&
+		    q->in[2] <= RD_ROW_MAX) {
+			float row[RD_ROW_MAX];
+			rd_pool_rows(q, xp, o, kb, ke, row);
+			if (s2 == 1)
+				rd_pool_row_max(q, row, y, lo, hi, 1);
+			else
+				rd_pool_row_max(q, row, y, lo, hi, 2);
+			continue;
+		}
 		for (o[2] = 0; o[2] < lo; o[2]++)
 			y[o[2]] = rd_pool_border(q, xp, o, kb, ke, cnt01);
 		if (hi > lo) {
