@@ -20,7 +20,10 @@ static const pass_info pass_table[] = {
 
 /* -O0 runs no pass (one kernel per op); -O1 folds and simplifies; -O2 and
  * -O3 also fuse. Cleanups first (fold-constants, simplify, cse), so the
- * fusions see the graph's canonical form; dce last. */
+ * fusions see the graph's canonical form; dce last. fuse-reduction is not
+ * in them yet: its kernel measured slower than the separate loop and
+ * softmax/layer-norm kernels on the BERT-style encoder (docs/passes.md);
+ * with --passes it goes after fuse-output and before fuse-loop. */
 static const char *const pipelines[4] = {
 	"",
 	"fold-constants,simplify,cse,fold-batchnorm,dce",

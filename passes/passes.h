@@ -12,6 +12,10 @@
  *   fold_batchnorm.c   BatchNormalization folded into the Conv/Gemm before it
  *   fuse_output.c      output fusion: Conv/Gemm/MatMul + bias + residual Add
  *                      + Relu/Clip/Gelu as one `fusion` node of kind output
+ *   fuse_reduction.c   reduction fusion: a last-axis Softmax, LogSoftmax or
+ *                      LayerNorm with its elementwise prologue and epilogue
+ *                      as one `fusion` node of kind reduction (loop fusion's
+ *                      cost rule)
  *   fuse_loop.c        loop fusion: connected elementwise ops as one `fusion`
  *                      node of kind loop (cost rule in fusion_cost.c)
  *   plan_memory.c      liveness-based arena layout: offsets for buffers whose

@@ -114,6 +114,10 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 /* Kind loop (lower_elementwise.c): the body as one kk_ew_program_f32. */
 kiln_status kiln_lower_fusion_loop(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                    kiln_diag *d);
+/* Kind reduction (lower_reduce.c): kk_reduce_fusion_f32, its prologue and
+ * epilogue as programs built by kiln_lower_fusion_loop. */
+kiln_status kiln_lower_fusion_reduction(const kiln_node *n, const kiln_cpu_target *t,
+                                        kiln_kcall *c, kiln_diag *d);
 
 #endif
 

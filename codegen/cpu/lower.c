@@ -12,6 +12,8 @@ static kiln_status lower_fusion(const kiln_node *n, const kiln_cpu_target *t, ki
 		return kiln_lower_fusion_output(n, t, c, d);
 	if (k == KILN_FUSION_LOOP)
 		return kiln_lower_fusion_loop(n, t, c, d);
+	if (k == KILN_FUSION_REDUCTION)
+		return kiln_lower_fusion_reduction(n, t, c, d);
 	return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
 	                       "the CPU backend has no lowering for a fusion of kind %s",
 	                       kiln_fusion_kind_name(k));

@@ -11,6 +11,7 @@
  * truncates toward zero and saturates to int64 before wrapping (NaN -> 0),
  * f16/bf16 round to nearest even (Cast through round-to-odd f32 first). */
 #include "kk.h"
+#include "kk_ewp.h"
 #include "kk_math.h"
 
 /* ---- the walk ------------------------------------------------------------ */
@@ -705,6 +706,17 @@ static void ewp_exec(int op, const ewp_args *x)
 	case KK_EW_COPY: EWP_MAP1(va); break;
 	default: break;
 	}
+}
+
+void kk_ewp_exec_f32(int op, float *d, const float *a, const float *b, const float *c, int one,
+                     const float *val, int64_t nv)
+{
+	ewp_args x = {.d = d, .a = a, .b = b ? b : a, .c = c ? c : a, .k = one, .nv = nv};
+	kk_vf *sv[3] = {&x.sa, &x.sb, &x.sc};
+	for (int f = 0; f < 3; f++)
+		if (one & 1 << f)
+			*sv[f] = kk_splat(val[f]);
+	ewp_exec(op, &x);
 }
 
 /* x in the first n floats of p (whole vectors). */

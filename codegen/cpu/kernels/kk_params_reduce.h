@@ -95,4 +95,51 @@ enum {
 	KK_POOL_N_IP,
 };
 
+/* ---- kk_reduce_fusion_f32: t = {the fusion's inputs, its outputs} ----
+ * A reduction fusion: its root (Softmax, LogSoftmax or LayerNormalization)
+ * runs over ROWS rows of LEN elements, the last axis of the fusion's shape.
+ * Per row, program A (the prologue) writes the root's input into a row of
+ * scratch (unless X names a fusion input), the root runs over it, and
+ * program B (the epilogue) reads the root's result from the row. The
+ * programs are kk_ew_program_f32's (instructions, registers: see
+ * kk_params_elementwise.h), each with a register file of its own; a
+ * program with no instructions is absent. Every output is dense with the
+ * fusion's shape. */
+enum {
+	KK_RF_KIND,  /* KK_RF_SOFTMAX.. */
+	KK_RF_NIN,   /* fusion inputs t[0..NIN) */
+	KK_RF_NOUT,  /* fusion outputs t[NIN..NIN+NOUT) */
+	KK_RF_ROWS,
+	KK_RF_LEN,
+	KK_RF_ORANK, /* outer dims: all but the last */
+	KK_RF_X,     /* fusion input that is the root's input, or -1: program A's row */
+	KK_RF_SCALE, /* LayerNorm: fusion inputs Scale and B, LEN dense floats each (B -1: none) */
+	KK_RF_BIAS,
+	KK_RF_Y,     /* fusion output that is the root's output, or -1 */
+	KK_RF_TAIL,  /* outer dims [ORANK]; each fusion input's stride along the row
+	                (0 or 1) [NIN], then its strides over the outer dims
+	                [NIN][ORANK]; then program A, then program B (KK_RFP_*) */
+};
+enum { KK_RF_SOFTMAX, KK_RF_LOG_SOFTMAX, KK_RF_LAYER_NORM };
+
+/* A program: NIN input registers, then NCONST constants (the next NCONST
+ * of fp), then temporaries, NREG in all. */
+enum {
+	KK_RFP_NIN,
+	KK_RFP_NOUT,
+	KK_RFP_NREG,
+	KK_RFP_NCONST,
+	KK_RFP_NINSTR,
+	KK_RFP_TAIL, /* each input register's source [NIN]: a fusion input, or -1:
+	                the root's output row; each output [NOUT] as (register,
+	                fusion output or -1: the root's input row); then the
+	                instructions [NINSTR][KK_EWP_INSTR_SIZE] */
+};
+
+/* fp[KK_RF_FP_EPS]: LayerNorm epsilon; program A's constants follow, then
+ * B's. Per-thread scratch: the row (LEN rounded up to KK_RF_ROW_ALIGN
+ * floats), then A's and B's registers (KK_EWP_BLOCK floats each). */
+enum { KK_RF_FP_EPS, KK_RF_FP_CONSTS };
+#define KK_RF_ROW_ALIGN 16
+
 #endif

@@ -1,6 +1,8 @@
 /* kk_reduce.c — reduction kernels: Reduce{Mean,Sum,Max,Min} (also used for
  * GlobalAveragePool / GlobalMaxPool), Softmax and LogSoftmax,
- * LayerNormalization, BatchNormalization (inference), MaxPool, AveragePool.
+ * LayerNormalization, BatchNormalization (inference), MaxPool, AveragePool;
+ * reduction fusions (a Softmax or LayerNorm with its elementwise prologue
+ * and epilogue, row by row, the programs run by kk_ewp_exec_f32).
  * Parameter layouts: kk_params_reduce.h; design notes: docs/kernels/reduce.md.
  *
  * Each op has an f32 kernel (vectorised, vector-lane partial sums) and an
@@ -8,6 +10,7 @@
  * floats through double, integers through int64, the same loop order, the
  * same rounding on the way back (so f16/bf16 results are bit-identical). */
 #include "kk.h"
+#include "kk_ewp.h"
 #include "kk_math.h"
 
 /* ---- vector helpers ---------------------------------------------------- */
@@ -715,6 +718,344 @@ KK_KERNEL(kk_layer_norm_any)
 {
 	rd_ln l = rd_ln_args(ip, fp, t);
 	rd_parallel(h, l.rows, 3 * l.rows * l.dim, rd_ln_any, &l);
+}
+
+/* ---- reduction fusion ----------------------------------------------------- */
+
+/* Softmax (log: LogSoftmax) of x[0..n) into y, which may be x: the
+ * arithmetic of kk_softmax_f32's rows. */
+static void rd_rf_softmax_row(const float *x, float *y, int64_t n, int log)
+{
+	kk_vf m0 = kk_splat(-KK_INFINITY), m1 = m0;
+	int64_t j = 0;
+	for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		m0 = rd_vmax(m0, kk_load(x + j));
+		m1 = rd_vmax(m1, kk_load(x + j + KK_VL));
+	}
+	for (; j + KK_VL <= n; j += KK_VL)
+		m0 = rd_vmax(m0, kk_load(x + j));
+	if (j < n)
+		m1 = rd_vmax(m1, rd_load_fill(x + j, n - j, -KK_INFINITY));
+	float mx = rd_hmax(rd_vmax(m0, m1));
+	if (mx == -KK_INFINITY)
+		mx = 0.0f; /* all -inf: keep exp's argument finite, as the interpreter */
+	kk_vf vm = kk_splat(mx), s0 = {0}, s1 = {0};
+	for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		kk_vf e0 = kk_exp(kk_load(x + j) - vm), e1 = kk_exp(kk_load(x + j + KK_VL) - vm);
+		if (!log) {
+			kk_store(y + j, e0);
+			kk_store(y + j + KK_VL, e1);
+		}
+		s0 += e0;
+		s1 += e1;
+	}
+	for (; j + KK_VL <= n; j += KK_VL) {
+		kk_vf e = kk_exp(kk_load(x + j) - vm);
+		if (!log)
+			kk_store(y + j, e);
+		s0 += e;
+	}
+	if (j < n) {
+		kk_vf e = kk_select(rd_mask(n - j), kk_exp(kk_load_n(x + j, n - j) - vm), kk_splat(0.0f));
+		if (!log)
+			kk_store_n(y + j, e, n - j);
+		s1 += e;
+	}
+	float sum = kk_hsum(s0 + s1);
+	if (log) {
+		kk_vf ls = kk_splat(logf(sum));
+		for (j = 0; j + KK_VL <= n; j += KK_VL)
+			kk_store(y + j, (kk_load(x + j) - vm) - ls);
+		if (j < n)
+			kk_store_n(y + j, (kk_load_n(x + j, n - j) - vm) - ls, n - j);
+	} else {
+		kk_vf inv = kk_splat(1.0f / sum);
+		for (j = 0; j + KK_VL <= n; j += KK_VL)
+			kk_store(y + j, kk_load(y + j) * inv);
+		if (j < n)
+			kk_store_n(y + j, kk_load_n(y + j, n - j) * inv, n - j);
+	}
+}
+
+/* LayerNorm of x[0..n) into y, which may be x: the arithmetic of
+ * kk_layer_norm_f32's rows (sc, bi: n floats; bi may be NULL). */
+static void rd_rf_ln_row(const float *x, float *y, int64_t n, const float *sc, const float *bi,
+                         float eps)
+{
+	kk_vf a0 = {0}, a1 = {0};
+	int64_t j = 0;
+	for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		a0 += kk_load(x + j);
+		a1 += kk_load(x + j + KK_VL);
+	}
+	for (; j + KK_VL <= n; j += KK_VL)
+		a0 += kk_load(x + j);
+	if (j < n)
+		a1 += kk_load_n(x + j, n - j);
+	float mean = kk_hsum(a0 + a1) / (float)n;
+	kk_vf vm = kk_splat(mean);
+	a0 = a1 = (kk_vf){0};
+	for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		kk_vf d0 = kk_load(x + j) - vm, d1 = kk_load(x + j + KK_VL) - vm;
+		a0 += d0 * d0;
+		a1 += d1 * d1;
+	}
+	for (; j + KK_VL <= n; j += KK_VL) {
+		kk_vf d = kk_load(x + j) - vm;
+		a0 += d * d;
+	}
+	if (j < n) {
+		kk_vf d = kk_select(rd_mask(n - j), kk_load_n(x + j, n - j) - vm, kk_splat(0.0f));
+		a1 += d * d;
+	}
+	float var = kk_hsum(a0 + a1) / (float)n;
+	kk_vf vi = kk_splat(1.0f / sqrtf(var + eps));
+	for (j = 0; j + KK_VL <= n; j += KK_VL) {
+		kk_vf v = (kk_load(x + j) - vm) * vi * kk_load(sc + j);
+		if (bi)
+			v += kk_load(bi + j);
+		kk_store(y + j, v);
+	}
+	if (j < n) {
+		kk_vf v = (kk_load_n(x + j, n - j) - vm) * vi * kk_load_n(sc + j, n - j);
+		if (bi)
+			v += kk_load_n(bi + j, n - j);
+		kk_store_n(y + j, v, n - j);
+	}
+}
+
+/* A prologue or epilogue program (kk_params_reduce.h, KK_RFP_*). */
+typedef struct rd_rf_prog {
+	int nin, nout, nreg, nconst, ninstr;
+	const int64_t *src, *out, *instr;
+	const double *consts;
+} rd_rf_prog;
+
+typedef struct rd_rf {
+	int kind, nin, nout, orank, x, scale, bias, y;
+	int64_t rows, len, chunks;
+	const int64_t *odims, *inner, *ostride; /* [orank], [nin], [nin][orank] */
+	rd_rf_prog a, b;
+	float eps;
+	void *const *t;
+} rd_rf;
+
+/* One task's registers for one program: where each is read and written,
+ * and which hold one value over the block (constants, broadcast inputs). */
+typedef struct rd_rf_regs {
+	const rd_rf_prog *p;
+	float *regs; /* nreg blocks of KK_EWP_BLOCK floats */
+	const float *src[KK_EWP_MAX_REG];
+	float *dst[KK_EWP_MAX_REG];
+	bool one[KK_EWP_MAX_REG];
+	float val[KK_EWP_MAX_REG];
+} rd_rf_regs;
+
+static const int64_t *rd_rf_prog_read(rd_rf_prog *p, const int64_t *ip, const double **fp)
+{
+	p->nin = (int)ip[KK_RFP_NIN];
+	p->nout = (int)ip[KK_RFP_NOUT];
+	p->nreg = (int)ip[KK_RFP_NREG];
+	p->nconst = (int)ip[KK_RFP_NCONST];
+	p->ninstr = (int)ip[KK_RFP_NINSTR];
+	p->src = ip + KK_RFP_TAIL;
+	p->out = p->src + p->nin;
+	p->instr = p->out + 2 * p->nout;
+	p->consts = *fp;
+	*fp += p->nconst;
+	return p->instr + p->ninstr * KK_EWP_INSTR_SIZE;
+}
+
+static void rd_rf_regs_init(rd_rf_regs *s, const rd_rf_prog *p, float *regs)
+{
+	s->p = p;
+	s->regs = regs;
+	for (int r = 0; r < p->nreg; r++) {
+		s->src[r] = s->dst[r] = regs + (int64_t)r * KK_EWP_BLOCK;
+		s->one[r] = false;
+	}
+	for (int c = 0; c < p->nconst; c++) {
+		float v = (float)p->consts[c], *r = regs + (int64_t)(p->nin + c) * KK_EWP_BLOCK;
+		for (int64_t j = 0; j < KK_EWP_BLOCK; j += KK_VL)
+			kk_store(r + j, kk_splat(v));
+		s->one[p->nin + c] = true;
+		s->val[p->nin + c] = v;
+	}
+}
+
+static inline float *rd_rf_reg(const rd_rf_regs *s, int r)
+{
+	return s->regs + (int64_t)r * KK_EWP_BLOCK;
+}
+
+/* Runs program s->p over row r: input registers read the fusion inputs at
+ * off[] (or `row`, source -1), outputs go to the fusion outputs' row r (or
+ * to `row`, destination -1), a block of KK_EWP_BLOCK at a time. A block of
+ * whole vectors is read and written in place; `row` has room for whole
+ * vectors always. */
+static void rd_rf_run(const rd_rf *f, rd_rf_regs *s, const int64_t *off, int64_t r, float *row)
+{
+	const rd_rf_prog *p = s->p;
+	int64_t len = f->len;
+	for (int q = 0; q < p->nin; q++) {
+		int k = (int)p->src[q];
+		s->one[q] = k >= 0 && !f->inner[k];
+		if (s->one[q]) {
+			float v = ((const float *)f->t[k])[off[k]];
+			float *reg = rd_rf_reg(s, q);
+			int64_t fill = len < KK_EWP_BLOCK ? (len + KK_VL - 1) / KK_VL * KK_VL : KK_EWP_BLOCK;
+			for (int64_t j = 0; j < fill; j += KK_VL)
+				kk_store(reg + j, kk_splat(v));
+			s->src[q] = reg;
+			s->val[q] = v;
+		}
+	}
+	for (int64_t i = 0; i < len; i += KK_EWP_BLOCK) {
+		int64_t m = len - i < KK_EWP_BLOCK ? len - i : KK_EWP_BLOCK;
+		int64_t nv = (m + KK_VL - 1) / KK_VL;
+		bool whole = m % KK_VL == 0;
+		for (int q = 0; q < p->nin; q++) {
+			int k = (int)p->src[q];
+			if (s->one[q])
+				continue;
+			const float *x = k >= 0 ? (const float *)f->t[k] + off[k] + i : row + i;
+			if (whole) {
+				s->src[q] = x;
+			} else {
+				float *reg = rd_rf_reg(s, q);
+				memcpy(reg, x, (size_t)m * sizeof(float));
+				memset(reg + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
+				s->src[q] = reg;
+			}
+		}
+		/* an output's temporary lives in its destination where it can */
+		for (int o = 0; o < p->nout; o++) {
+			int reg = (int)p->out[2 * o];
+			if (reg >= p->nin + p->nconst)
+				s->src[reg] = s->dst[reg] = rd_rf_reg(s, reg);
+		}
+		for (int o = 0; o < p->nout; o++) {
+			int reg = (int)p->out[2 * o], j = (int)p->out[2 * o + 1];
+			if (reg < p->nin + p->nconst || s->dst[reg] != rd_rf_reg(s, reg))
+				continue;
+			if (j < 0)
+				s->src[reg] = s->dst[reg] = row + i;
+			else if (whole)
+				s->src[reg] = s->dst[reg] = (float *)f->t[f->nin + j] + r * len + i;
+		}
+		for (int q = 0; q < p->ninstr; q++) {
+			const int64_t *in = p->instr + q * KK_EWP_INSTR_SIZE;
+			const float *opnd[3] = {NULL, NULL, NULL};
+			float val[3] = {0, 0, 0};
+			int one = 0;
+			for (int a = 0; a < 3; a++) {
+				int64_t reg = in[KK_EWP_I_A + a];
+				if (reg < 0)
+					continue;
+				opnd[a] = s->src[reg];
+				if (s->one[reg]) {
+					one |= 1 << a;
+					val[a] = s->val[reg];
+				}
+			}
+			kk_ewp_exec_f32((int)in[KK_EWP_I_OP], s->dst[in[KK_EWP_I_DST]], opnd[0], opnd[1],
+			                opnd[2], one, val, nv);
+		}
+		for (int o = 0; o < p->nout; o++) {
+			int reg = (int)p->out[2 * o], j = (int)p->out[2 * o + 1];
+			float *to = j < 0 ? row + i : (float *)f->t[f->nin + j] + r * len + i;
+			if (s->src[reg] != to)
+				memcpy(to, s->src[reg], (size_t)m * sizeof(float));
+		}
+	}
+}
+
+/* Rows [r0, r1) with the thread's scratch: the row, A's registers, B's. */
+static void rd_rf_rows(const rd_rf *f, int64_t r0, int64_t r1, float *scratch)
+{
+	int64_t len = f->len;
+	float *row = scratch;
+	rd_rf_regs a, b;
+	float *regs = row + (len + KK_RF_ROW_ALIGN - 1) / KK_RF_ROW_ALIGN * KK_RF_ROW_ALIGN;
+	rd_rf_regs_init(&a, &f->a, regs);
+	rd_rf_regs_init(&b, &f->b, regs + (int64_t)f->a.nreg * KK_EWP_BLOCK);
+	/* each input's offset in row r: divisions for the first row, then an
+	 * odometer over the outer dims (a division per row costs more than a
+	 * short row's prologue) */
+	int64_t off[KK_EWP_MAX_REG], idx[KILN_ABI_MAX_RANK], rem = r0;
+	const int64_t *st = f->ostride;
+	int nd = f->orank;
+	for (int k = 0; k < f->nin; k++)
+		off[k] = 0;
+	for (int dd = nd - 1; dd >= 0; dd--) {
+		idx[dd] = rem % f->odims[dd];
+		rem /= f->odims[dd];
+		for (int k = 0; k < f->nin; k++)
+			off[k] += idx[dd] * st[k * nd + dd];
+	}
+	for (int64_t r = r0; r < r1; r++) {
+		if (r > r0)
+			for (int dd = nd - 1; dd >= 0; dd--) {
+				for (int k = 0; k < f->nin; k++)
+					off[k] += st[k * nd + dd];
+				if (++idx[dd] < f->odims[dd])
+					break;
+				idx[dd] = 0;
+				for (int k = 0; k < f->nin; k++)
+					off[k] -= f->odims[dd] * st[k * nd + dd];
+			}
+		if (f->a.ninstr)
+			rd_rf_run(f, &a, off, r, row);
+		const float *x = f->x >= 0 ? (const float *)f->t[f->x] + off[f->x] : row;
+		float *y = f->y >= 0 ? (float *)f->t[f->nin + f->y] + r * len : row;
+		if (f->kind == KK_RF_LAYER_NORM)
+			rd_rf_ln_row(x, y, len, f->t[f->scale], f->bias >= 0 ? f->t[f->bias] : NULL,
+			             f->eps);
+		else
+			rd_rf_softmax_row(x, y, len, f->kind == KK_RF_LOG_SOFTMAX);
+		if (f->b.ninstr)
+			rd_rf_run(f, &b, off, r, y);
+	}
+}
+
+static void rd_rf_task(void *arg, int64_t b, int64_t e, void *scratch)
+{
+	const rd_rf *f = arg;
+	int64_t q = f->rows / f->chunks, rem = f->rows % f->chunks;
+	rd_rf_rows(f, q * b + (b < rem ? b : rem), q * e + (e < rem ? e : rem), scratch);
+}
+
+KK_KERNEL(kk_reduce_fusion_f32)
+{
+	rd_rf f = {
+		.kind = (int)ip[KK_RF_KIND],
+		.nin = (int)ip[KK_RF_NIN],
+		.nout = (int)ip[KK_RF_NOUT],
+		.rows = ip[KK_RF_ROWS],
+		.len = ip[KK_RF_LEN],
+		.orank = (int)ip[KK_RF_ORANK],
+		.x = (int)ip[KK_RF_X],
+		.scale = (int)ip[KK_RF_SCALE],
+		.bias = (int)ip[KK_RF_BIAS],
+		.y = (int)ip[KK_RF_Y],
+		.eps = (float)fp[KK_RF_FP_EPS],
+		.t = t,
+	};
+	f.odims = ip + KK_RF_TAIL;
+	f.inner = f.odims + f.orank;
+	f.ostride = f.inner + f.nin;
+	const double *consts = fp + KK_RF_FP_CONSTS;
+	const int64_t *next = rd_rf_prog_read(&f.a, f.ostride + f.nin * f.orank, &consts);
+	rd_rf_prog_read(&f.b, next, &consts);
+	/* one work item through the pool all the same (it hands out the
+	 * scratch), or chunks of rows */
+	int64_t work = f.rows * f.len * (3 + f.a.ninstr + f.b.ninstr);
+	f.chunks = h->n_threads <= 1 ? 1 : work / RD_GRAIN;
+	if (f.chunks > f.rows)
+		f.chunks = f.rows;
+	if (f.chunks < 1)
+		f.chunks = 1;
+	kk_parallel(h, f.chunks, rd_rf_task, &f);
 }
 
 /* ---- BatchNormalization (inference) ------------------------------------- */
