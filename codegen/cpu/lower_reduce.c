@@ -574,9 +574,8 @@ kiln_status kiln_lower_fusion_reduction(const kiln_node *n, const kiln_cpu_targe
 	KILN_TRY(rf_program(n, t, c, ri + 1, b->n_nodes, ins[1], src[1], n_ins[1], outs[1], dst[1],
 	                    n_outs[1], &nreg[1], d));
 	KILN_ENSURE(d, xi >= 0 || nreg[0] > 0, KILN_ERR_INTERNAL, n, "nothing makes the root's input");
-	int64_t row = (len + KK_RF_ROW_ALIGN - 1) / KK_RF_ROW_ALIGN * KK_RF_ROW_ALIGN;
-	c->thread_scratch_bytes =
-		(row + (int64_t)(nreg[0] + nreg[1]) * KK_EWP_BLOCK) * (int64_t)sizeof(float);
+	int64_t regs = (int64_t)(nreg[0] + nreg[1]) * KK_RF_BLOCK;
+	c->thread_scratch_bytes = (KK_RF_ROW_FLOATS(len) + regs) * (int64_t)sizeof(float);
 	c->fn = "kk_reduce_fusion_f32";
 	return KILN_OK;
 }

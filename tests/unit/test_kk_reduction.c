@@ -12,7 +12,7 @@
  *   3. that the fused kernel is right: kharness runs the fused graph through
  *      the CPU lowering and the native kernel against the interpreter, at 1
  *      and 3 threads.
- * Rows of 1 to 1100 elements (tails, whole vectors, several register
+ * Rows of 1 to 2100 elements (tails, whole vectors, several register
  * blocks), few and many rows (one task, several), inputs broadcast along
  * the row and across rows, values used inside and outside the group, and
  * lowering errors. */
@@ -137,9 +137,10 @@ static void check(const kiln_graph *g, const expect *e)
 	kiln_graph_destroy(o);
 }
 
-/* Row lengths: one element, tails, whole vectors, several blocks of the
- * program kernel (512) with and without a tail. */
-static const int64_t lens[] = {1, 7, 16, 17, 33, 100, 512, 1100};
+/* Row lengths: one element, tails, whole vectors, many rows to a block of
+ * the kernel (2048 floats) and one (1100), and rows longer than a block,
+ * run one at a time in several blocks (2100). */
+static const int64_t lens[] = {1, 7, 16, 17, 33, 100, 512, 1100, 2100};
 #define N_LENS (int)(sizeof lens / sizeof *lens)
 
 /* ---- Softmax ----------------------------------------------------------- */
@@ -280,6 +281,52 @@ static void test_parallel(void **state)
 	}
 }
 
+/* Short rows go several to a block in the kernel (the multi-row path):
+ * rows that are not whole vectors, blocks cut short at the end of a task
+ * and of the tensor, and every way an input is read there: dense (x), one
+ * scalar (s), a row broadcast over rows that changes inside a block (m:
+ * [B,1,L]), rows repeating across the batch (w: [R,L]), a value per row
+ * (sr: [B,R,1]) and a value per batch, the same over some blocks and not
+ * over others (sb: [B,1,1]); values of the prologue, the root and the
+ * epilogue leave the fusion as extra outputs. Softmax, LogSoftmax and
+ * LayerNorm; few rows (one task) and many (several at 3 threads). */
+static void test_blocked_rows(void **state)
+{
+	(void)state;
+	rng_state = 8;
+	static const int64_t blens[] = {1, 3, 7, 17, 33, 100, 128, 200, 257, 512};
+	static const int64_t shapes[][2] = {{2, 5}, {3, 37}};
+	static const kiln_op roots[] = {KILN_OP_SOFTMAX, KILN_OP_LOG_SOFTMAX, KILN_OP_LAYER_NORM};
+	for (int s = 0; s < 2; s++)
+		for (int l = 0; l < (int)(sizeof blens / sizeof *blens); l++)
+			for (int k = 0; k < 3; k++) {
+				int64_t bt = shapes[s][0], r = shapes[s][1], len = blens[l];
+				kiln_graph *g = kiln_graph_create("t", NULL);
+				assert_non_null(g);
+				kiln_value *x = kh_input(g, KILN_DT_F32, SHAPE(bt, r, len));
+				kiln_value *sc = kh_input(g, KILN_DT_F32, SHAPE(1));
+				kiln_value *m = kh_input(g, KILN_DT_F32, SHAPE(bt, 1, len));
+				kiln_value *w = kh_input(g, KILN_DT_F32, SHAPE(r, len));
+				kiln_value *sr = kh_input(g, KILN_DT_F32, SHAPE(bt, r, 1));
+				kiln_value *sb = kh_input(g, KILN_DT_F32, SHAPE(bt, 1, 1));
+				kiln_value *a = op2(g, KILN_OP_ADD, op2(g, KILN_OP_SUB, op2(g, KILN_OP_MUL, x, sc), sr),
+				                    m);
+				kiln_value *a2 = op2(g, KILN_OP_ADD, a, w);
+				kiln_value *p = roots[k] == KILN_OP_LAYER_NORM ? layer_norm(g, a2, s == 0)
+				                                               : softmax(g, roots[k], a2, -1);
+				kiln_value *e = op2(g, KILN_OP_MUL, p, sb);
+				kiln_value *z = op2(g, KILN_OP_SUB, e, w);
+				kiln_value *out[] = {z, a, p, e};
+				for (int i = 0; i < 4; i++)
+					assert_int_equal(kiln_graph_add_output(g, out[i]), KILN_OK);
+				finish(g);
+				/* Mul, Sub, Add, Add, the root, Mul, Sub; every output but
+				 * a2 leaves it */
+				check(g, &(expect){1, 1, 7, 4});
+				kiln_graph_destroy(g);
+			}
+}
+
 /* Left alone: a Softmax over a middle axis, an f16 one, a LayerNorm over
  * two axes, one with neither prologue nor epilogue. */
 static void test_left_alone(void **state)
@@ -383,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_layer_norm_residual),
 		cmocka_unit_test(test_multi_consumer),
 		cmocka_unit_test(test_parallel),
+		cmocka_unit_test(test_blocked_rows),
 		cmocka_unit_test(test_left_alone),
 		cmocka_unit_test(test_lowering_errors),
 	};

@@ -98,9 +98,9 @@ enum {
 /* ---- kk_reduce_fusion_f32: t = {the fusion's inputs, its outputs} ----
  * A reduction fusion: its root (Softmax, LogSoftmax or LayerNormalization)
  * runs over ROWS rows of LEN elements, the last axis of the fusion's shape.
- * Per row, program A (the prologue) writes the root's input into a row of
- * scratch (unless X names a fusion input), the root runs over it, and
- * program B (the epilogue) reads the root's result from the row. The
+ * Per row (per block of short rows), program A (the prologue) writes the
+ * root's input into scratch (unless X names a fusion input), the root runs
+ * over each row, and program B (the epilogue) reads the root's result. The
  * programs are kk_ew_program_f32's (instructions, registers: see
  * kk_params_elementwise.h), each with a register file of its own; a
  * program with no instructions is absent. Every output is dense with the
@@ -137,9 +137,16 @@ enum {
 };
 
 /* fp[KK_RF_FP_EPS]: LayerNorm epsilon; program A's constants follow, then
- * B's. Per-thread scratch: the row (LEN rounded up to KK_RF_ROW_ALIGN
- * floats), then A's and B's registers (KK_EWP_BLOCK floats each). */
+ * B's. Per-thread scratch: the row buffer (KK_RF_ROW_FLOATS(LEN) floats:
+ * one row rounded up to KK_RF_ROW_ALIGN floats, or a block of rows when
+ * rows are short), then A's and B's registers (KK_RF_BLOCK floats each).
+ * Rows of at most KK_RF_BLOCK elements go several to a block, end to end
+ * (the kernel's multi-row path); longer ones one at a time, in blocks. */
 enum { KK_RF_FP_EPS, KK_RF_FP_CONSTS };
 #define KK_RF_ROW_ALIGN 16
+#define KK_RF_BLOCK 2048 /* a multiple of every KK_VL */
+#define KK_RF_ROW_FLOATS(len)                                                            \
+	((len) > KK_RF_BLOCK ? ((len) + KK_RF_ROW_ALIGN - 1) / KK_RF_ROW_ALIGN * KK_RF_ROW_ALIGN \
+	                     : (int64_t)KK_RF_BLOCK)
 
 #endif

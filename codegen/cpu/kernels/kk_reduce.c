@@ -831,12 +831,21 @@ typedef struct rd_rf_prog {
 	const double *consts;
 } rd_rf_prog;
 
+/* How the multi-row path (rd_rf_blocks) reads a fusion input: in place
+ * (dense: row r at r * LEN), as one value for every row, as one row for
+ * every row (both set up once per task), or row by row into its register
+ * (any other strides). */
+enum { RD_RF_DENSE, RD_RF_SCALAR, RD_RF_ROW, RD_RF_GATHER };
+
 typedef struct rd_rf {
 	int kind, nin, nout, orank, x, scale, bias, y;
 	int64_t rows, len, chunks;
+	int64_t nb; /* rows per block of the multi-row path; 0: row by row */
 	const int64_t *odims, *inner, *ostride; /* [orank], [nin], [nin][orank] */
 	rd_rf_prog a, b;
 	float eps;
+	bool walk; /* the multi-row path needs each row's offsets */
+	unsigned char mode[KK_EWP_MAX_REG]; /* RD_RF_* of each fusion input */
 	void *const *t;
 } rd_rf;
 
@@ -844,11 +853,15 @@ typedef struct rd_rf {
  * and which hold one value over the block (constants, broadcast inputs). */
 typedef struct rd_rf_regs {
 	const rd_rf_prog *p;
-	float *regs; /* nreg blocks of KK_EWP_BLOCK floats */
+	float *regs; /* nreg blocks of KK_RF_BLOCK floats */
 	const float *src[KK_EWP_MAX_REG];
 	float *dst[KK_EWP_MAX_REG];
 	bool one[KK_EWP_MAX_REG];
 	float val[KK_EWP_MAX_REG];
+	/* multi-row path, gathered inputs: the register holds the row (or the
+	 * value) at offset cur in every row of the block (-1: not known); uni,
+	 * while a block is gathered, the offset its rows share (-1: none) */
+	int64_t cur[KK_EWP_MAX_REG], uni[KK_EWP_MAX_REG];
 } rd_rf_regs;
 
 static const int64_t *rd_rf_prog_read(rd_rf_prog *p, const int64_t *ip, const double **fp)
@@ -871,12 +884,12 @@ static void rd_rf_regs_init(rd_rf_regs *s, const rd_rf_prog *p, float *regs)
 	s->p = p;
 	s->regs = regs;
 	for (int r = 0; r < p->nreg; r++) {
-		s->src[r] = s->dst[r] = regs + (int64_t)r * KK_EWP_BLOCK;
+		s->src[r] = s->dst[r] = regs + (int64_t)r * KK_RF_BLOCK;
 		s->one[r] = false;
 	}
 	for (int c = 0; c < p->nconst; c++) {
-		float v = (float)p->consts[c], *r = regs + (int64_t)(p->nin + c) * KK_EWP_BLOCK;
-		for (int64_t j = 0; j < KK_EWP_BLOCK; j += KK_VL)
+		float v = (float)p->consts[c], *r = regs + (int64_t)(p->nin + c) * KK_RF_BLOCK;
+		for (int64_t j = 0; j < KK_RF_BLOCK; j += KK_VL)
 			kk_store(r + j, kk_splat(v));
 		s->one[p->nin + c] = true;
 		s->val[p->nin + c] = v;
@@ -885,12 +898,79 @@ static void rd_rf_regs_init(rd_rf_regs *s, const rd_rf_prog *p, float *regs)
 
 static inline float *rd_rf_reg(const rd_rf_regs *s, int r)
 {
-	return s->regs + (int64_t)r * KK_EWP_BLOCK;
+	return s->regs + (int64_t)r * KK_RF_BLOCK;
+}
+
+/* x[0..m) into reg, padded with zeros to nv whole vectors. */
+static const float *rd_rf_pad(float *reg, const float *x, int64_t m, int64_t nv)
+{
+	memcpy(reg, x, (size_t)m * sizeof(float));
+	memset(reg + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
+	return reg;
+}
+
+/* Points each output's temporary at its destination where it can: `row`
+ * for the root's input (it has room for whole vectors always), fusion
+ * output j at element `at` when the block is whole vectors. */
+static void rd_rf_direct(const rd_rf *f, rd_rf_regs *s, int64_t at, float *row, bool whole)
+{
+	const rd_rf_prog *p = s->p;
+	for (int o = 0; o < p->nout; o++) {
+		int reg = (int)p->out[2 * o];
+		if (reg >= p->nin + p->nconst)
+			s->src[reg] = s->dst[reg] = rd_rf_reg(s, reg);
+	}
+	for (int o = 0; o < p->nout; o++) {
+		int reg = (int)p->out[2 * o], j = (int)p->out[2 * o + 1];
+		if (reg < p->nin + p->nconst || s->dst[reg] != rd_rf_reg(s, reg))
+			continue;
+		if (j < 0)
+			s->src[reg] = s->dst[reg] = row;
+		else if (whole)
+			s->src[reg] = s->dst[reg] = (float *)f->t[f->nin + j] + at;
+	}
+}
+
+/* Every instruction of s->p over the first nv vectors of the registers. */
+static void rd_rf_exec(const rd_rf_regs *s, int64_t nv)
+{
+	const rd_rf_prog *p = s->p;
+	for (int q = 0; q < p->ninstr; q++) {
+		const int64_t *in = p->instr + q * KK_EWP_INSTR_SIZE;
+		const float *opnd[3] = {NULL, NULL, NULL};
+		float val[3] = {0, 0, 0};
+		int one = 0;
+		for (int a = 0; a < 3; a++) {
+			int64_t reg = in[KK_EWP_I_A + a];
+			if (reg < 0)
+				continue;
+			opnd[a] = s->src[reg];
+			if (s->one[reg]) {
+				one |= 1 << a;
+				val[a] = s->val[reg];
+			}
+		}
+		kk_ewp_exec_f32((int)in[KK_EWP_I_OP], s->dst[in[KK_EWP_I_DST]], opnd[0], opnd[1], opnd[2],
+		                one, val, nv);
+	}
+}
+
+/* Copies the m floats of each output that did not live in its destination
+ * (`row`, or fusion output j from element `at`). */
+static void rd_rf_copy_out(const rd_rf *f, const rd_rf_regs *s, int64_t at, float *row, int64_t m)
+{
+	const rd_rf_prog *p = s->p;
+	for (int o = 0; o < p->nout; o++) {
+		int reg = (int)p->out[2 * o], j = (int)p->out[2 * o + 1];
+		float *to = j < 0 ? row : (float *)f->t[f->nin + j] + at;
+		if (s->src[reg] != to)
+			memcpy(to, s->src[reg], (size_t)m * sizeof(float));
+	}
 }
 
 /* Runs program s->p over row r: input registers read the fusion inputs at
  * off[] (or `row`, source -1), outputs go to the fusion outputs' row r (or
- * to `row`, destination -1), a block of KK_EWP_BLOCK at a time. A block of
+ * to `row`, destination -1), a block of KK_RF_BLOCK at a time. A block of
  * whole vectors is read and written in place; `row` has room for whole
  * vectors always. */
 static void rd_rf_run(const rd_rf *f, rd_rf_regs *s, const int64_t *off, int64_t r, float *row)
@@ -903,15 +983,15 @@ static void rd_rf_run(const rd_rf *f, rd_rf_regs *s, const int64_t *off, int64_t
 		if (s->one[q]) {
 			float v = ((const float *)f->t[k])[off[k]];
 			float *reg = rd_rf_reg(s, q);
-			int64_t fill = len < KK_EWP_BLOCK ? (len + KK_VL - 1) / KK_VL * KK_VL : KK_EWP_BLOCK;
+			int64_t fill = len < KK_RF_BLOCK ? (len + KK_VL - 1) / KK_VL * KK_VL : KK_RF_BLOCK;
 			for (int64_t j = 0; j < fill; j += KK_VL)
 				kk_store(reg + j, kk_splat(v));
 			s->src[q] = reg;
 			s->val[q] = v;
 		}
 	}
-	for (int64_t i = 0; i < len; i += KK_EWP_BLOCK) {
-		int64_t m = len - i < KK_EWP_BLOCK ? len - i : KK_EWP_BLOCK;
+	for (int64_t i = 0; i < len; i += KK_RF_BLOCK) {
+		int64_t m = len - i < KK_RF_BLOCK ? len - i : KK_RF_BLOCK;
 		int64_t nv = (m + KK_VL - 1) / KK_VL;
 		bool whole = m % KK_VL == 0;
 		for (int q = 0; q < p->nin; q++) {
@@ -919,110 +999,246 @@ static void rd_rf_run(const rd_rf *f, rd_rf_regs *s, const int64_t *off, int64_t
 			if (s->one[q])
 				continue;
 			const float *x = k >= 0 ? (const float *)f->t[k] + off[k] + i : row + i;
-			if (whole) {
-				s->src[q] = x;
-			} else {
-				float *reg = rd_rf_reg(s, q);
-				memcpy(reg, x, (size_t)m * sizeof(float));
-				memset(reg + m, 0, (size_t)(nv * KK_VL - m) * sizeof(float));
-				s->src[q] = reg;
-			}
+			s->src[q] = whole ? x : rd_rf_pad(rd_rf_reg(s, q), x, m, nv);
 		}
-		/* an output's temporary lives in its destination where it can */
-		for (int o = 0; o < p->nout; o++) {
-			int reg = (int)p->out[2 * o];
-			if (reg >= p->nin + p->nconst)
-				s->src[reg] = s->dst[reg] = rd_rf_reg(s, reg);
-		}
-		for (int o = 0; o < p->nout; o++) {
-			int reg = (int)p->out[2 * o], j = (int)p->out[2 * o + 1];
-			if (reg < p->nin + p->nconst || s->dst[reg] != rd_rf_reg(s, reg))
-				continue;
-			if (j < 0)
-				s->src[reg] = s->dst[reg] = row + i;
-			else if (whole)
-				s->src[reg] = s->dst[reg] = (float *)f->t[f->nin + j] + r * len + i;
-		}
-		for (int q = 0; q < p->ninstr; q++) {
-			const int64_t *in = p->instr + q * KK_EWP_INSTR_SIZE;
-			const float *opnd[3] = {NULL, NULL, NULL};
-			float val[3] = {0, 0, 0};
-			int one = 0;
-			for (int a = 0; a < 3; a++) {
-				int64_t reg = in[KK_EWP_I_A + a];
-				if (reg < 0)
-					continue;
-				opnd[a] = s->src[reg];
-				if (s->one[reg]) {
-					one |= 1 << a;
-					val[a] = s->val[reg];
-				}
-			}
-			kk_ewp_exec_f32((int)in[KK_EWP_I_OP], s->dst[in[KK_EWP_I_DST]], opnd[0], opnd[1],
-			                opnd[2], one, val, nv);
-		}
-		for (int o = 0; o < p->nout; o++) {
-			int reg = (int)p->out[2 * o], j = (int)p->out[2 * o + 1];
-			float *to = j < 0 ? row + i : (float *)f->t[f->nin + j] + r * len + i;
-			if (s->src[reg] != to)
-				memcpy(to, s->src[reg], (size_t)m * sizeof(float));
-		}
+		rd_rf_direct(f, s, r * len + i, row + i, whole);
+		rd_rf_exec(s, nv);
+		rd_rf_copy_out(f, s, r * len + i, row + i, m);
 	}
 }
 
-/* Rows [r0, r1) with the thread's scratch: the row, A's registers, B's. */
-static void rd_rf_rows(const rd_rf *f, int64_t r0, int64_t r1, float *scratch)
+/* Each input's offset in row r (off) and r's index over the outer dims
+ * (idx): divisions, once per task. */
+static void rd_rf_seek(const rd_rf *f, int64_t r, int64_t *off, int64_t *idx)
 {
-	int64_t len = f->len;
-	float *row = scratch;
-	rd_rf_regs a, b;
-	float *regs = row + (len + KK_RF_ROW_ALIGN - 1) / KK_RF_ROW_ALIGN * KK_RF_ROW_ALIGN;
-	rd_rf_regs_init(&a, &f->a, regs);
-	rd_rf_regs_init(&b, &f->b, regs + (int64_t)f->a.nreg * KK_EWP_BLOCK);
-	/* each input's offset in row r: divisions for the first row, then an
-	 * odometer over the outer dims (a division per row costs more than a
-	 * short row's prologue) */
-	int64_t off[KK_EWP_MAX_REG], idx[KILN_ABI_MAX_RANK], rem = r0;
 	const int64_t *st = f->ostride;
 	int nd = f->orank;
 	for (int k = 0; k < f->nin; k++)
 		off[k] = 0;
 	for (int dd = nd - 1; dd >= 0; dd--) {
-		idx[dd] = rem % f->odims[dd];
-		rem /= f->odims[dd];
+		idx[dd] = r % f->odims[dd];
+		r /= f->odims[dd];
 		for (int k = 0; k < f->nin; k++)
 			off[k] += idx[dd] * st[k * nd + dd];
 	}
+}
+
+/* From one row's offsets to the next row's: an odometer over the outer
+ * dims (a division per row costs more than a short row's prologue). */
+static void rd_rf_step(const rd_rf *f, int64_t *off, int64_t *idx)
+{
+	const int64_t *st = f->ostride;
+	int nd = f->orank;
+	for (int dd = nd - 1; dd >= 0; dd--) {
+		for (int k = 0; k < f->nin; k++)
+			off[k] += st[k * nd + dd];
+		if (++idx[dd] < f->odims[dd])
+			break;
+		idx[dd] = 0;
+		for (int k = 0; k < f->nin; k++)
+			off[k] -= f->odims[dd] * st[k * nd + dd];
+	}
+}
+
+/* The root over one row. */
+static void rd_rf_root(const rd_rf *f, const float *x, float *y)
+{
+	if (f->kind == KK_RF_LAYER_NORM)
+		rd_rf_ln_row(x, y, f->len, f->t[f->scale], f->bias >= 0 ? f->t[f->bias] : NULL, f->eps);
+	else
+		rd_rf_softmax_row(x, y, f->len, f->kind == KK_RF_LOG_SOFTMAX);
+}
+
+/* Rows [r0, r1) one by one (rows longer than a register block), with the
+ * task's row buffer and registers. */
+static void rd_rf_rows(const rd_rf *f, int64_t r0, int64_t r1, float *row, float *regs)
+{
+	int64_t len = f->len;
+	rd_rf_regs a, b;
+	rd_rf_regs_init(&a, &f->a, regs);
+	rd_rf_regs_init(&b, &f->b, regs + (int64_t)f->a.nreg * KK_RF_BLOCK);
+	int64_t off[KK_EWP_MAX_REG], idx[KILN_ABI_MAX_RANK];
+	rd_rf_seek(f, r0, off, idx);
 	for (int64_t r = r0; r < r1; r++) {
 		if (r > r0)
-			for (int dd = nd - 1; dd >= 0; dd--) {
-				for (int k = 0; k < f->nin; k++)
-					off[k] += st[k * nd + dd];
-				if (++idx[dd] < f->odims[dd])
-					break;
-				idx[dd] = 0;
-				for (int k = 0; k < f->nin; k++)
-					off[k] -= f->odims[dd] * st[k * nd + dd];
-			}
+			rd_rf_step(f, off, idx);
 		if (f->a.ninstr)
 			rd_rf_run(f, &a, off, r, row);
 		const float *x = f->x >= 0 ? (const float *)f->t[f->x] + off[f->x] : row;
 		float *y = f->y >= 0 ? (float *)f->t[f->nin + f->y] + r * len : row;
-		if (f->kind == KK_RF_LAYER_NORM)
-			rd_rf_ln_row(x, y, len, f->t[f->scale], f->bias >= 0 ? f->t[f->bias] : NULL,
-			             f->eps);
-		else
-			rd_rf_softmax_row(x, y, len, f->kind == KK_RF_LOG_SOFTMAX);
+		rd_rf_root(f, x, y);
 		if (f->b.ninstr)
 			rd_rf_run(f, &b, off, r, y);
 	}
 }
 
+/* How the multi-row path reads fusion input k: dense when row r is at
+ * r * LEN (stride 1 along the row, or rows of one element, and the outer
+ * strides of a dense tensor); scalar or one row when the outer strides are
+ * 0; else gathered (a row or a value per row, repeating or not). */
+static int rd_rf_mode(const rd_rf *f, int k)
+{
+	const int64_t *st = f->ostride + (int64_t)k * f->orank;
+	int64_t span = f->len;
+	bool dense = f->inner[k] || f->len == 1, zero = true;
+	for (int d = f->orank - 1; d >= 0; d--) {
+		dense &= f->odims[d] == 1 || st[d] == span;
+		zero &= f->odims[d] == 1 || st[d] == 0;
+		span *= f->odims[d];
+	}
+	return dense ? RD_RF_DENSE : !zero ? RD_RF_GATHER : f->inner[k] ? RD_RF_ROW : RD_RF_SCALAR;
+}
+
+/* The multi-row path's input registers for a task: a scalar input is
+ * splatted once, a row input copied to each row of a block once; a
+ * gathered one holds nothing known yet (zeros, so the lanes past a block's
+ * end are never unset). */
+static void rd_rf_blocks_init(const rd_rf *f, rd_rf_regs *s)
+{
+	const rd_rf_prog *p = s->p;
+	for (int q = 0; q < p->nin; q++) {
+		int k = (int)p->src[q];
+		float *reg = rd_rf_reg(s, q);
+		s->cur[q] = -1;
+		if (k < 0 || f->mode[k] == RD_RF_DENSE)
+			continue;
+		float v = f->mode[k] == RD_RF_SCALAR ? *(const float *)f->t[k] : 0.0f;
+		for (int64_t j = 0; j < KK_RF_BLOCK; j += KK_VL)
+			kk_store(reg + j, kk_splat(v));
+		for (int64_t i = 0; f->mode[k] == RD_RF_ROW && i < f->nb; i++)
+			memcpy(reg + i * f->len, f->t[k], (size_t)f->len * sizeof(float));
+		s->src[q] = reg;
+		s->one[q] = f->mode[k] == RD_RF_SCALAR;
+		s->val[q] = v;
+	}
+}
+
+/* Row i of a block (its offsets off) into the gathered input registers,
+ * at element i * LEN: its LEN floats, or its one value LEN times; not
+ * where the register holds it already (a mask per batch is copied once per
+ * batch, not once per block). */
+static void rd_rf_gather(const rd_rf *f, rd_rf_regs *s, const int64_t *off, int64_t i)
+{
+	const rd_rf_prog *p = s->p;
+	int64_t len = f->len;
+	for (int q = 0; q < p->nin; q++) {
+		int k = (int)p->src[q];
+		if (k < 0 || f->mode[k] != RD_RF_GATHER)
+			continue;
+		int64_t o = off[k];
+		s->uni[q] = i == 0 || s->uni[q] == o ? o : -1;
+		if (o == s->cur[q])
+			continue;
+		s->cur[q] = -1;
+		float *to = rd_rf_reg(s, q) + i * len;
+		const float *x = (const float *)f->t[k] + o;
+		if (f->inner[k]) {
+			memcpy(to, x, (size_t)len * sizeof(float));
+		} else {
+			const kk_vf v = kk_splat(*x);
+			int64_t j = 0;
+			for (; j + KK_VL <= len; j += KK_VL)
+				kk_store(to + j, v);
+			if (j < len)
+				kk_store_n(to + j, v, len - j);
+		}
+	}
+}
+
+/* After a block of n rows is gathered: a register that holds one row in
+ * all f->nb rows keeps holding it; a value shared by the block's rows is
+ * read from a vector register. */
+static void rd_rf_gathered(const rd_rf *f, rd_rf_regs *s, int64_t n)
+{
+	const rd_rf_prog *p = s->p;
+	for (int q = 0; q < p->nin; q++) {
+		int k = (int)p->src[q];
+		if (k < 0 || f->mode[k] != RD_RF_GATHER)
+			continue;
+		int64_t o = s->uni[q];
+		if (o >= 0 && n == f->nb)
+			s->cur[q] = o;
+		s->one[q] = o >= 0 && !f->inner[k];
+		if (s->one[q])
+			s->val[q] = ((const float *)f->t[k])[o];
+	}
+}
+
+/* Program s->p over rows [r, r + n) as one block of n * LEN elements,
+ * the rows end to end: dense inputs and `row` (the root's rows: source -1,
+ * destination -1) are read and written in place, through registers padded
+ * with zeros when the block ends inside a vector; the other inputs are in
+ * their registers already. */
+static void rd_rf_block(const rd_rf *f, rd_rf_regs *s, int64_t r, int64_t n, float *row)
+{
+	const rd_rf_prog *p = s->p;
+	int64_t m = n * f->len, at = r * f->len, nv = (m + KK_VL - 1) / KK_VL;
+	bool whole = m % KK_VL == 0;
+	for (int q = 0; q < p->nin; q++) {
+		int k = (int)p->src[q];
+		if (k >= 0 && f->mode[k] != RD_RF_DENSE)
+			continue;
+		const float *x = k >= 0 ? (const float *)f->t[k] + at : row;
+		s->src[q] = whole ? x : rd_rf_pad(rd_rf_reg(s, q), x, m, nv);
+	}
+	rd_rf_direct(f, s, at, row, whole);
+	rd_rf_exec(s, nv);
+	rd_rf_copy_out(f, s, at, row, m);
+}
+
+/* Rows [r0, r1) in blocks of f->nb rows (the multi-row path): each block's
+ * gathered inputs row by row, then the prologue over the whole block into
+ * `buf` (KK_RF_BLOCK floats: the rows end to end), the root row by row,
+ * and the epilogue over the whole block, so the interpreter runs each
+ * instruction once per block rather than once per row. */
+static void rd_rf_blocks(const rd_rf *f, int64_t r0, int64_t r1, float *buf, float *regs)
+{
+	int64_t len = f->len;
+	rd_rf_regs a, b;
+	rd_rf_regs_init(&a, &f->a, regs);
+	rd_rf_regs_init(&b, &f->b, regs + (int64_t)f->a.nreg * KK_RF_BLOCK);
+	rd_rf_blocks_init(f, &a);
+	rd_rf_blocks_init(f, &b);
+	int64_t off[KK_EWP_MAX_REG], idx[KILN_ABI_MAX_RANK];
+	if (f->walk)
+		rd_rf_seek(f, r0, off, idx);
+	for (int64_t r = r0; r < r1; r += f->nb) {
+		int64_t n = r1 - r < f->nb ? r1 - r : f->nb;
+		if (f->walk) {
+			for (int64_t i = 0; i < n; i++) {
+				if (r + i > r0)
+					rd_rf_step(f, off, idx);
+				rd_rf_gather(f, &a, off, i);
+				rd_rf_gather(f, &b, off, i);
+			}
+			rd_rf_gathered(f, &a, n);
+			rd_rf_gathered(f, &b, n);
+		}
+		if (f->a.ninstr)
+			rd_rf_block(f, &a, r, n, buf);
+		float *y = f->y >= 0 ? (float *)f->t[f->nin + f->y] + r * len : buf;
+		for (int64_t i = 0; i < n; i++) {
+			const float *x = f->x < 0 ? buf + i * len : (const float *)f->t[f->x] + (r + i) * len;
+			rd_rf_root(f, x, y + i * len);
+		}
+		if (f->b.ninstr)
+			rd_rf_block(f, &b, r, n, y);
+	}
+}
+
+/* Work items are blocks of f->nb rows (the multi-row path) or rows. The
+ * thread's scratch: the row buffer, then A's registers, then B's. */
 static void rd_rf_task(void *arg, int64_t b, int64_t e, void *scratch)
 {
 	const rd_rf *f = arg;
-	int64_t q = f->rows / f->chunks, rem = f->rows % f->chunks;
-	rd_rf_rows(f, q * b + (b < rem ? b : rem), q * e + (e < rem ? e : rem), scratch);
+	int64_t unit = f->nb ? f->nb : 1, items = (f->rows + unit - 1) / unit;
+	int64_t q = items / f->chunks, rem = items % f->chunks;
+	int64_t r0 = (q * b + (b < rem ? b : rem)) * unit, r1 = (q * e + (e < rem ? e : rem)) * unit;
+	float *row = scratch, *regs = row + KK_RF_ROW_FLOATS(f->len);
+	if (f->nb)
+		rd_rf_blocks(f, r0, r1 < f->rows ? r1 : f->rows, row, regs);
+	else
+		rd_rf_rows(f, r0, r1, row, regs);
 }
 
 KK_KERNEL(kk_reduce_fusion_f32)
@@ -1047,12 +1263,32 @@ KK_KERNEL(kk_reduce_fusion_f32)
 	const double *consts = fp + KK_RF_FP_CONSTS;
 	const int64_t *next = rd_rf_prog_read(&f.a, f.ostride + f.nin * f.orank, &consts);
 	rd_rf_prog_read(&f.b, next, &consts);
+	/* short rows go several to a block (whole vectors where a few rows
+	 * fewer make them so), each input read as rd_rf_mode says */
+	if (f.len <= KK_RF_BLOCK) {
+		int64_t low = f.len & -f.len, g = KK_VL / (low < KK_VL ? low : KK_VL);
+		f.nb = KK_RF_BLOCK / f.len;
+		if (f.nb >= g)
+			f.nb -= f.nb % g;
+		for (int k = 0; k < f.nin; k++)
+			f.mode[k] = (unsigned char)rd_rf_mode(&f, k);
+		/* the root's input, a fusion input, has the fusion's shape: dense */
+		if (f.x >= 0 && f.mode[f.x] != RD_RF_DENSE)
+			f.nb = 0;
+		f.walk = false;
+		for (int p = 0; p < 2; p++) {
+			const rd_rf_prog *pg = p ? &f.b : &f.a;
+			for (int q = 0; q < pg->nin; q++)
+				f.walk |= pg->src[q] >= 0 && f.mode[pg->src[q]] == RD_RF_GATHER;
+		}
+	}
 	/* one work item through the pool all the same (it hands out the
-	 * scratch), or chunks of rows */
+	 * scratch), or chunks of blocks or rows */
 	int64_t work = f.rows * f.len * (3 + f.a.ninstr + f.b.ninstr);
+	int64_t items = f.nb ? (f.rows + f.nb - 1) / f.nb : f.rows;
 	f.chunks = h->n_threads <= 1 ? 1 : work / RD_GRAIN;
-	if (f.chunks > f.rows)
-		f.chunks = f.rows;
+	if (f.chunks > items)
+		f.chunks = items;
 	if (f.chunks < 1)
 		f.chunks = 1;
 	kk_parallel(h, f.chunks, rd_rf_task, &f);
