@@ -224,6 +224,11 @@ typedef struct kiln_compile_opts {
 	/* Graph passes: NULL runs the -O level's pipeline (kiln_optimize). */
 	const char *passes;
 	const char *disable_passes;
+	/* f32 Gemm, MatMul and (not depthwise) Conv nodes call the runner's GEMM
+	 * (kiln_abi_host.sgemm) on plain operands, Conv through an im2col, the
+	 * way a typical framework runs; the artefact then needs one
+	 * (KILN_ABI_FLAG_HOST_SGEMM). Fused products keep kiln's own GEMM. */
+	bool host_gemm;
 } kiln_compile_opts;
 
 typedef struct kiln_compile_stats {

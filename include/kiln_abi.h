@@ -9,7 +9,9 @@
  * This header is shared by the compiler (which emits these structs as LLVM
  * constants), the kernel library (which calls the host) and the runtime (which
  * reads the descriptor). Append only: new fields go at the end of a struct and
- * bump KILN_ABI_VERSION. Plain C, no dependencies beyond <stdint.h>. */
+ * bump KILN_ABI_VERSION; a runner accepts artefacts of KILN_ABI_MIN_VERSION up
+ * to its own version (older artefacts never read the newer fields). Plain C,
+ * no dependencies beyond <stdint.h>. */
 #ifndef KILN_ABI_H
 #define KILN_ABI_H
 
@@ -20,7 +22,8 @@ extern "C" {
 #endif
 
 #define KILN_ABI_MAGIC 0x4e4c494bu /* "KILN" little-endian */
-#define KILN_ABI_VERSION 2u
+#define KILN_ABI_VERSION 3u
+#define KILN_ABI_MIN_VERSION 2u /* oldest artefact version a runner may accept */
 #define KILN_ABI_MAX_RANK 8
 #define KILN_ABI_ALIGN 64 /* arena, scratch and weight alignment in bytes */
 #define KILN_ABI_SYMBOL "kiln_model"
@@ -40,6 +43,17 @@ typedef struct kiln_abi_tensor {
  * (aligned to KILN_ABI_ALIGN). A task must not call parallel_for itself. */
 typedef void (*kiln_abi_task_fn)(void *arg, int64_t begin, int64_t end, void *scratch);
 
+/* A row-major f32 GEMM (cblas_sgemm with CblasRowMajor):
+ * C[m,n] = alpha * op(A) op(B) + beta * C, op(A) m x k, op(B) k x n; A is
+ * stored m x k (lda >= k), or k x m (lda >= m) when trans_a; B is stored
+ * k x n (ldb >= n), or n x k (ldb >= k) when trans_b; ldc >= n. With
+ * beta == 0, C is not read. Called with m, n, k >= 1 on the thread that runs
+ * the entry, never from a parallel_for task; it may use its own threads. */
+typedef void (*kiln_abi_sgemm_fn)(void *user, int32_t trans_a, int32_t trans_b, int64_t m,
+                                  int64_t n, int64_t k, float alpha, const float *a,
+                                  int64_t lda, const float *b, int64_t ldb, float beta,
+                                  float *c, int64_t ldc);
+
 typedef struct kiln_abi_host {
 	uint32_t version;  /* KILN_ABI_VERSION of the runner */
 	int32_t n_threads; /* >= 1: how many threads parallel_for may use */
@@ -49,6 +63,10 @@ typedef struct kiln_abi_host {
 	 * with n_kernels after the last, so a runner can time each kernel. */
 	void (*kernel_hook)(void *hook_user, int32_t k);
 	void *hook_user;
+	/* Version 3. Optional (NULL: none): the GEMM of a model with
+	 * KILN_ABI_FLAG_HOST_SGEMM, called as sgemm(sgemm_user, ...). */
+	kiln_abi_sgemm_fn sgemm;
+	void *sgemm_user;
 } kiln_abi_host;
 
 /* One kernel the entry runs, in order, for reports (kiln bench). */
@@ -67,6 +85,9 @@ typedef struct kiln_abi_kernel {
 typedef int32_t (*kiln_abi_entry_fn)(const kiln_abi_host *host, void *arena,
                                      const void *const *inputs, void *const *outputs);
 
+/* kiln_abi_model.flags: what the model needs from its runner. */
+#define KILN_ABI_FLAG_HOST_SGEMM 1 /* kernels call kiln_abi_host.sgemm: it must be set */
+
 typedef struct kiln_abi_model {
 	uint32_t magic;   /* KILN_ABI_MAGIC */
 	uint32_t version; /* KILN_ABI_VERSION it was compiled for */
@@ -83,7 +104,7 @@ typedef struct kiln_abi_model {
 	int64_t arena_bytes;          /* one arena per session */
 	int64_t thread_scratch_bytes; /* per thread, for kernels' packing buffers */
 	int32_t n_kernels;            /* kernels the entry runs, for reports */
-	int32_t reserved;
+	int32_t flags;                /* KILN_ABI_FLAG_*; 0 before version 3 */
 	kiln_abi_entry_fn entry;
 	const kiln_abi_kernel *kernels; /* n_kernels of them */
 } kiln_abi_model;

@@ -39,6 +39,7 @@ typedef enum kiln_rt_status {
 	KILN_RT_ERR_DTYPE,        /* a tensor's dtype differs from the model's */
 	KILN_RT_ERR_OOM,          /* allocation failed, or the caller's arena is too small */
 	KILN_RT_ERR_THREAD,       /* threads could not be started */
+	KILN_RT_ERR_NO_SGEMM,     /* the model calls a host GEMM and the session options give none */
 	KILN_RT_STATUS_COUNT
 } kiln_rt_status;
 
@@ -94,6 +95,11 @@ typedef struct kiln_rt_session_opts {
 	void *memory;       /* NULL: the session allocates; else caller-owned, at
 	                     * least kiln_rt_session_bytes() bytes, any alignment */
 	size_t memory_bytes;
+	/* The GEMM a model compiled with host GEMM calls (kiln_abi_host.sgemm,
+	 * e.g. a wrapper of cblas_sgemm); NULL: none, and such a model's
+	 * session is refused with KILN_RT_ERR_NO_SGEMM. Other models ignore it. */
+	kiln_abi_sgemm_fn sgemm;
+	void *sgemm_user;
 } kiln_rt_session_opts;
 
 /* opts may be NULL (defaults). The model must outlive the session. */

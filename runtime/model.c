@@ -139,10 +139,14 @@ static kiln_rt_status check_descriptor(const kiln_abi_model *abi, const char *la
 		return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI,
 		                    "%s: bad magic 0x%08x, expected 0x%08x (not a kiln descriptor)",
 		                    label, (unsigned)abi->magic, KILN_ABI_MAGIC);
-	if (abi->version != KILN_ABI_VERSION)
+	if (abi->version < KILN_ABI_MIN_VERSION || abi->version > KILN_ABI_VERSION)
 		return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI,
-		                    "%s: ABI version %u, this runtime speaks version %u", label,
-		                    (unsigned)abi->version, KILN_ABI_VERSION);
+		                    "%s: ABI version %u, this runtime speaks versions %u to %u", label,
+		                    (unsigned)abi->version, KILN_ABI_MIN_VERSION, KILN_ABI_VERSION);
+	if (abi->flags & ~KILN_ABI_FLAG_HOST_SGEMM)
+		return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI,
+		                    "%s: unknown descriptor flags 0x%x", label,
+		                    (unsigned)(abi->flags & ~KILN_ABI_FLAG_HOST_SGEMM));
 	if (abi->n_inputs < 0 || abi->n_outputs < 1 || abi->n_inputs > 1 << 20 ||
 	    abi->n_outputs > 1 << 20)
 		return kiln_rt_fail(err, err_size, KILN_RT_ERR_ABI,

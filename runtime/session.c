@@ -72,6 +72,9 @@ kiln_rt_status kiln_rt_session_create(const kiln_rt_model_t *m, const kiln_rt_se
 	size_t need = kiln_rt_session_bytes(m, n_threads);
 	if (o.memory && o.memory_bytes < need)
 		return KILN_RT_ERR_OOM;
+	/* Checked here so that no run can reach a kernel calling a NULL sgemm. */
+	if ((m->abi->flags & KILN_ABI_FLAG_HOST_SGEMM) && !o.sgemm)
+		return KILN_RT_ERR_NO_SGEMM;
 
 	const kiln_abi_model *abi = m->abi;
 	size_t n_ptrs = (size_t)abi->n_inputs + (size_t)abi->n_outputs;
@@ -98,7 +101,8 @@ kiln_rt_status kiln_rt_session_create(const kiln_rt_model_t *m, const kiln_rt_se
 		return st;
 	}
 	s->host = (kiln_abi_host){.version = KILN_ABI_VERSION, .n_threads = n_threads,
-	                          .pool = s->pool, .parallel_for = kiln_rt_pool_parallel_for};
+	                          .pool = s->pool, .parallel_for = kiln_rt_pool_parallel_for,
+	                          .sgemm = o.sgemm, .sgemm_user = o.sgemm_user};
 	*out = s;
 	return KILN_RT_OK;
 }

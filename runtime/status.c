@@ -15,6 +15,7 @@ static const char *const status_names[] = {
 	[KILN_RT_ERR_DTYPE] = "dtype mismatch",
 	[KILN_RT_ERR_OOM] = "out of memory",
 	[KILN_RT_ERR_THREAD] = "could not start threads",
+	[KILN_RT_ERR_NO_SGEMM] = "the model calls a host GEMM and the session options give no sgemm",
 };
 _Static_assert(sizeof status_names / sizeof *status_names == KILN_RT_STATUS_COUNT,
                "one name per kiln_rt_status");

@@ -36,6 +36,7 @@ typedef struct kiln_cpu_target {
 	char isa[256];       /* what the runtime must check: "avx512f,fma" */
 	int vl;              /* f32 lanes per vector the kernels use: 4, 8, 16 */
 	int arch;            /* KILN_CPU_ARCH_* */
+	bool host_gemm;      /* kiln_compile_opts.host_gemm (lower_linalg.c) */
 } kiln_cpu_target;
 
 enum { KILN_CPU_ARCH_X86_64, KILN_CPU_ARCH_AARCH64 };

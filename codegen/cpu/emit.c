@@ -138,6 +138,7 @@ kiln_status kiln_compile(const kiln_graph *g, const kiln_compile_opts *o, kiln_c
 	kiln_status st = kiln_cpu_target_init(&c->target, o->triple, o->cpu, d);
 	if (st)
 		goto fail;
+	c->target.host_gemm = o->host_gemm;
 	char *err = NULL;
 	LLVMTargetRef target;
 	if (LLVMGetTargetFromTriple(c->target.triple, &target, &err)) {

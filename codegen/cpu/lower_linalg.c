@@ -203,11 +203,183 @@ static int64_t packed_size(int64_t rows, int64_t depth, int64_t r_tile)
 	return round_up(rows, r_tile) * depth;
 }
 
+/* ---- host GEMM (kiln_cpu_target.host_gemm) ---------------------------------
+ * f32 Gemm, MatMul and Conv as a typical framework runs them: plain
+ * operands, every product one call of the runner's sgemm (kk_gemm_host_f32,
+ * kk_conv_host_f32; layout KK_LH_* in kk_params_linalg.h). Nothing is
+ * packed: constant weights stay as the graph holds them. */
+
+static void lh_begin(kiln_kcall *c)
+{
+	c->n_ip = KK_LH_COUNT;
+	for (int i = 0; i < KK_LH_COUNT; i++)
+		c->ip[i] = 0;
+	c->ip[KK_LH_T_A] = c->ip[KK_LH_T_B] = c->ip[KK_LH_T_C] = c->ip[KK_LH_T_BIAS] = -1;
+	c->ip[KK_LH_T_Y] = c->ip[KK_LH_T_SCRATCH] = -1;
+	c->n_fp = KK_LH_FP_COUNT;
+	c->fp[KK_LH_FP_ALPHA] = 1.0;
+	c->fp[KK_LH_FP_BETA] = 1.0;
+}
+
+static kiln_status lower_gemm_host(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	const kiln_value *cv = kiln_node_in(n, 2);
+	const kiln_type *at = &n->inputs[0]->type, *bt = &n->inputs[1]->type;
+	const kiln_type *yt = &n->outputs[0]->type;
+	KILN_ENSURE(d, at->rank == 2 && bt->rank == 2 && yt->rank == 2, KILN_ERR_SHAPE, n,
+	            "A, B and Y must have rank 2");
+	KILN_ENSURE(d, at->dtype == KILN_DT_F32 && bt->dtype == KILN_DT_F32 &&
+	                   (!cv || cv->type.dtype == KILN_DT_F32),
+	            KILN_ERR_UNSUPPORTED, n, "A, B, C and Y must share one dtype");
+	bool ta = kiln_node_int(n, "transA", 0) != 0, tb = kiln_node_int(n, "transB", 0) != 0;
+	int64_t m = at->dims[ta ? 1 : 0], k = at->dims[ta ? 0 : 1], nn = bt->dims[tb ? 0 : 1];
+	KILN_ENSURE(d, bt->dims[tb ? 1 : 0] == k && yt->dims[0] == m && yt->dims[1] == nn,
+	            KILN_ERR_SHAPE, n, "A, B and Y shapes do not agree");
+	lh_begin(c);
+	c->fn = "kk_gemm_host_f32";
+	c->ip[KK_LH_M] = m;
+	c->ip[KK_LH_N] = nn;
+	c->ip[KK_LH_K] = k;
+	c->ip[KK_LH_TRANS_A] = ta;
+	c->ip[KK_LH_TRANS_B] = tb;
+	c->ip[KK_LH_T_A] = 0;
+	c->ip[KK_LH_T_B] = 1;
+	c->ip[KK_LH_T_Y] = n->n_inputs;
+	if (cv) {
+		const kiln_type *ct = &cv->type;
+		KILN_ENSURE(d, ct->rank <= 2, KILN_ERR_UNSUPPORTED, n, "C must have rank <= 2");
+		int64_t d0 = ct->rank == 2 ? ct->dims[0] : 1, d1 = ct->rank >= 1 ? ct->dims[ct->rank - 1] : 1;
+		KILN_ENSURE(d, (d0 == 1 || d0 == m) && (d1 == 1 || d1 == nn), KILN_ERR_SHAPE, n,
+		            "C does not broadcast to [%lld, %lld]", (long long)m, (long long)nn);
+		c->ip[KK_LH_T_C] = 2;
+		c->ip[KK_LH_C_RS] = d0 == 1 ? 0 : d1;
+		c->ip[KK_LH_C_CS] = d1 == 1 ? 0 : 1;
+	}
+	c->fp[KK_LH_FP_ALPHA] = kiln_node_float(n, "alpha", 1.0f);
+	c->fp[KK_LH_FP_BETA] = kiln_node_float(n, "beta", 1.0f);
+	return KILN_OK;
+}
+
+static kiln_type batch_type(const kiln_type *t);
+static int64_t batch_stride(const kiln_type *ob, const kiln_type *yb, int d);
+static kiln_status conv_dtype(const kiln_node *n, int *dt, kiln_diag *d);
+
+/* MatMul's product, m x k times k x nn (a 1-D A a row, a 1-D B a column),
+ * and the batch types of A, B and Y (A's and B's broadcast), checked
+ * against Y's element count. */
+static kiln_status matmul_dims(const kiln_node *n, int64_t *m, int64_t *k, int64_t *nn,
+                               kiln_type *ab, kiln_type *bb, kiln_type *yb, kiln_diag *d)
+{
+	const kiln_type *at = &n->inputs[0]->type, *bt = &n->inputs[1]->type;
+	const kiln_type *yt = &n->outputs[0]->type;
+	KILN_ENSURE(d, at->rank >= 1 && bt->rank >= 1, KILN_ERR_SHAPE, n, "MatMul of a scalar");
+	*m = at->rank == 1 ? 1 : at->dims[at->rank - 2];
+	*k = at->dims[at->rank - 1];
+	int64_t kb = bt->rank == 1 ? bt->dims[0] : bt->dims[bt->rank - 2];
+	*nn = bt->rank == 1 ? 1 : bt->dims[bt->rank - 1];
+	KILN_ENSURE(d, *k == kb, KILN_ERR_SHAPE, n, "inner dims differ: %lld vs %lld",
+	            (long long)*k, (long long)kb);
+	*ab = batch_type(at);
+	*bb = batch_type(bt);
+	KILN_ENSURE(d, kiln_broadcast(ab, bb, yb), KILN_ERR_SHAPE, n, "batch dims do not broadcast");
+	int64_t want = kiln_type_numel(yb) * *m * *nn;
+	KILN_ENSURE(d, kiln_type_numel(yt) == want, KILN_ERR_SHAPE, n,
+	            "output has %lld elements, expected %lld", (long long)kiln_type_numel(yt),
+	            (long long)want);
+	return KILN_OK;
+}
+
+/* A 1-D A is one row, a 1-D B one column. With a B of no batch dims, the
+ * batch folds into A's rows: one sgemm (what frameworks do too); otherwise
+ * one per matrix of the broadcast batch. */
+static kiln_status lower_matmul_host(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	const kiln_type *at = &n->inputs[0]->type, *bt = &n->inputs[1]->type;
+	KILN_ENSURE(d, at->dtype == KILN_DT_F32 && bt->dtype == KILN_DT_F32, KILN_ERR_UNSUPPORTED,
+	            n, "A, B and Y must share one dtype");
+	int64_t m, k, nn;
+	kiln_type ab, bb, yb;
+	KILN_TRY(matmul_dims(n, &m, &k, &nn, &ab, &bb, &yb, d));
+	lh_begin(c);
+	c->fn = "kk_gemm_host_f32";
+	c->ip[KK_LH_N] = nn;
+	c->ip[KK_LH_K] = k;
+	c->ip[KK_LH_T_A] = 0;
+	c->ip[KK_LH_T_B] = 1;
+	c->ip[KK_LH_T_Y] = 2;
+	if (bb.rank == 0) { /* then A's batch is Y's */
+		c->ip[KK_LH_M] = kiln_type_numel(&yb) * m;
+		return KILN_OK;
+	}
+	c->ip[KK_LH_M] = m;
+	for (int i = 0; i < yb.rank; i++) {
+		c->ip[KK_LH_BATCH_RANK]++;
+		kiln_kcall_i(c, yb.dims[i]);
+		kiln_kcall_i(c, batch_stride(&ab, &yb, i) * m * k);
+		kiln_kcall_i(c, batch_stride(&bb, &yb, i) * k * nn);
+	}
+	return KILN_OK;
+}
+
+/* Depthwise convolutions keep kk_conv_dw_f32 (frameworks have a direct
+ * kernel for them too). */
+static bool conv_host_wanted(const kiln_node *n, const kiln_cpu_target *t)
+{
+	const kiln_type *xt = &n->inputs[0]->type, *wt = &n->inputs[1]->type;
+	if (!t->host_gemm || n->outputs[0]->type.dtype != KILN_DT_F32 || xt->rank < 3 ||
+	    wt->rank != xt->rank)
+		return false;
+	int64_t group = kiln_node_int(n, "group", 1);
+	return !(wt->dims[1] == 1 && group == xt->dims[1] && group > 1);
+}
+
+/* Per image and group: Y[mg, os] = W[mg, cg*ks] im2col(X)[cg*ks, os] in
+ * arena scratch (none for a 1x1, stride-1, unpadded Conv), then the bias. */
+static kiln_status lower_conv_host(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	int dt;
+	KILN_TRY(conv_dtype(n, &dt, d));
+	const kiln_value *bv = kiln_node_in(n, 2);
+	kiln_conv_geom g;
+	KILN_TRY(kiln_conv_geom_resolve(n, &n->inputs[0]->type, &n->inputs[1]->type,
+	                                &n->outputs[0]->type, bv ? kiln_type_numel(&bv->type) : -1,
+	                                false, &g, d));
+	lh_begin(c);
+	c->fn = "kk_conv_host_f32";
+	c->ip[KK_LH_M] = g.mg;
+	c->ip[KK_LH_N] = g.os;
+	c->ip[KK_LH_K] = g.cg * g.ks;
+	c->ip[KK_LH_T_A] = 1;
+	c->ip[KK_LH_T_B] = 0;
+	c->ip[KK_LH_T_BIAS] = bv ? 2 : -1;
+	c->ip[KK_LH_T_Y] = n->n_inputs;
+	c->ip[KK_LH_CONV_N] = g.n;
+	c->ip[KK_LH_CONV_C] = g.c;
+	c->ip[KK_LH_CONV_GROUP] = g.group;
+	bool direct = g.ks == 1 && g.is == g.os;
+	for (int i = 0; i < 3; i++) {
+		c->ip[KK_LH_IN + i] = g.in[i];
+		c->ip[KK_LH_OUT + i] = g.out[i];
+		c->ip[KK_LH_KER + i] = g.k[i];
+		c->ip[KK_LH_STRIDE + i] = g.s[i];
+		c->ip[KK_LH_DIL + i] = g.dl[i];
+		c->ip[KK_LH_PAD + i] = g.pb[i];
+		direct = direct && g.s[i] == 1 && g.pb[i] == 0;
+	}
+	if (!direct) {
+		c->scratch_bytes = g.cg * g.ks * g.os * (int64_t)sizeof(float);
+		c->ip[KK_LH_T_SCRATCH] = n->n_inputs + 1;
+	}
+	return KILN_OK;
+}
+
 /* ---- Gemm ---------------------------------------------------------------- */
 
 static kiln_status lower_gemm(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                               kiln_diag *d)
 {
+	if (t->host_gemm && n->outputs[0]->type.dtype == KILN_DT_F32)
+		return lower_gemm_host(n, c, d);
 	const kiln_value *av = n->inputs[0], *bv = n->inputs[1], *cv = kiln_node_in(n, 2);
 	const kiln_type *at = &av->type, *bt = &bv->type, *yt = &n->outputs[0]->type;
 	int dt = la_dtype(yt->dtype);
@@ -288,24 +460,17 @@ static int64_t batch_stride(const kiln_type *ob, const kiln_type *yb, int d)
 static kiln_status lower_matmul(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                 kiln_diag *d)
 {
+	if (t->host_gemm && n->outputs[0]->type.dtype == KILN_DT_F32)
+		return lower_matmul_host(n, c, d);
 	const kiln_value *av = n->inputs[0], *bv = n->inputs[1];
-	const kiln_type *at = &av->type, *bt = &bv->type, *yt = &n->outputs[0]->type;
+	const kiln_type *yt = &n->outputs[0]->type;
 	int dt = la_dtype(yt->dtype);
 	if (dt < 0)
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "dtype %s is not supported",
 		                       kiln_dtype_name(yt->dtype));
-	KILN_ENSURE(d, at->rank >= 1 && bt->rank >= 1, KILN_ERR_SHAPE, n, "MatMul of a scalar");
-	int64_t m = at->rank == 1 ? 1 : at->dims[at->rank - 2], k = at->dims[at->rank - 1];
-	int64_t kb = bt->rank == 1 ? bt->dims[0] : bt->dims[bt->rank - 2];
-	int64_t nn = bt->rank == 1 ? 1 : bt->dims[bt->rank - 1];
-	KILN_ENSURE(d, k == kb, KILN_ERR_SHAPE, n, "inner dims differ: %lld vs %lld", (long long)k,
-	            (long long)kb);
-	kiln_type ab = batch_type(at), bb = batch_type(bt), yb;
-	KILN_ENSURE(d, kiln_broadcast(&ab, &bb, &yb), KILN_ERR_SHAPE, n,
-	            "batch dims do not broadcast");
-	KILN_ENSURE(d, kiln_type_numel(yt) == kiln_type_numel(&yb) * m * nn, KILN_ERR_SHAPE, n,
-	            "output has %lld elements, expected %lld", (long long)kiln_type_numel(yt),
-	            (long long)(kiln_type_numel(&yb) * m * nn));
+	int64_t m, k, nn;
+	kiln_type ab, bb, yb;
+	KILN_TRY(matmul_dims(n, &m, &k, &nn, &ab, &bb, &yb, d));
 	la_begin(c, dt);
 	c->ip[KK_LA_KIND] = KK_LA_KIND_MATMUL;
 	c->ip[KK_LA_M] = m;
@@ -442,6 +607,8 @@ static kiln_status lower_conv_trans(const kiln_node *n, const kiln_cpu_target *t
 static kiln_status lower_conv(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                               kiln_diag *d)
 {
+	if (conv_host_wanted(n, t))
+		return lower_conv_host(n, c, d);
 	int dt;
 	KILN_TRY(conv_dtype(n, &dt, d));
 	la_begin(c, dt);
@@ -654,7 +821,11 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 	view.outputs = n->outputs;
 	view.name = n->name;
 	view.origin = n->origin;
-	KILN_TRY(kiln_lower_linalg(&view, t, c, d));
+	/* the epilogue lives in kiln's GEMM kernels: a fused product never
+	 * goes to the host GEMM */
+	kiln_cpu_target own = *t;
+	own.host_gemm = false;
+	KILN_TRY(kiln_lower_linalg(&view, &own, c, d));
 	if (strncmp(c->fn, "kk_gemm_f32", 12) && strncmp(c->fn, "kk_conv_f32", 12) &&
 	    strncmp(c->fn, "kk_conv_dw_f32", 15))
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "%s has no fused epilogue", c->fn);

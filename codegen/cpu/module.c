@@ -649,7 +649,7 @@ static kiln_status emit_descriptor(builder *B, LLVMValueRef entry)
 		LLVMConstInt(B->i64, (unsigned long long)c->stats.arena_bytes, 0),
 		LLVMConstInt(B->i64, (unsigned long long)c->stats.thread_scratch_bytes, 0),
 		LLVMConstInt(B->i32, (unsigned)c->stats.n_kernels, 0),
-		LLVMConstInt(B->i32, 0, 0),
+		LLVMConstInt(B->i32, c->target.host_gemm ? KILN_ABI_FLAG_HOST_SGEMM : 0, 0),
 		entry,
 		kernel_array(B),
 	};

@@ -212,7 +212,8 @@ def case_bench():
     import json
     expect(["bench"], 2, stderr=usage("bench", "no model given"))
     expect(["bench", MODEL, "--compare", "unfused,magic"], 2,
-           stderr=usage("bench", "--compare: unknown variant 'magic' (unfused, fused)"))
+           stderr=usage("bench",
+                         "--compare: unknown variant 'magic' (unfused, fused, openblas)"))
     expect(["bench", MODEL, "--compare", "fused,fused"], 2,
            stderr=usage("bench", "--compare: 'fused' given twice"))
     expect(["bench", MODEL, "--threads", "0"], 2,
@@ -242,6 +243,37 @@ def case_bench():
         check(all(k["median_ms"] > 0 for x in v.values() for k in x["kernel_times"]),
               "every kernel timed", json.dumps(data))
         check(0 <= data["max_output_diff"] < 1e-5, "variants agree", json.dumps(data))
+
+
+def case_bench_openblas():
+    """kiln bench's openblas variant: per-op kernels with every f32 Gemm on
+    OpenBLAS; as many kernels as unfused, the same outputs."""
+    import json
+    with tempfile.TemporaryDirectory(prefix="kiln-cli-") as tmp:
+        js = os.path.join(tmp, "b.json")
+        out, err = expect(["bench", MODEL, "--compare", "unfused,openblas", "--repeat", "2",
+                           "--threads", "1", "--warmup", "1", "--json", js], 0)
+        check("| openblas |" in out and "speedup: openblas over unfused" in out,
+              "bench table with openblas", out, err)
+        with open(js) as f:
+            data = json.load(f)
+        v = {x["name"]: x for x in data["variants"]}
+        check(list(v) == ["unfused", "openblas"], "bench JSON variants", json.dumps(data))
+        check(not v["unfused"]["host_gemm"] and v["openblas"]["host_gemm"],
+              "host_gemm flags", json.dumps(data))
+        check(v["openblas"]["kernels"] == 6 and v["unfused"]["kernels"] == 6,
+              "openblas runs one kernel per op", json.dumps(data))
+        ops = [k["op"] for k in v["openblas"]["kernel_times"]]
+        check(ops == ["Gemm", "Relu", "Gemm", "Relu", "Gemm", "Softmax"], "openblas kernel ops",
+              json.dumps(data))
+        check(0 <= v["openblas"]["max_output_diff"] < 1e-5
+              and data["max_output_diff"] == v["openblas"]["max_output_diff"],
+              "openblas agrees with unfused", json.dumps(data))
+        # three variants: each compared with the first
+        out, err = expect(["bench", MODEL, "--compare", "openblas,fused,unfused", "--repeat", "1",
+                           "--warmup", "0", "--threads", "3"], 0)
+        check("speedup: fused over openblas" in out and "speedup: unfused over openblas" in out
+              and "3 threads" in out, "three variants", out, err)
 
 
 def case_run_check():

@@ -154,7 +154,8 @@ kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_
 		if (g->values[i]->kind == KILN_VALUE_CONST)
 			buf[i] = g->values[i]->data;
 
-	kiln_cpu_target target = {.vl = KK_VL, .arch = KILN_CPU_ARCH_X86_64};
+	kiln_cpu_target target = {.vl = KK_VL, .arch = KILN_CPU_ARCH_X86_64,
+	                          .host_gemm = o->sgemm != NULL};
 	for (int ni = 0; ni < g->n_nodes && st == KILN_OK; ni++) {
 		const kiln_node *n = g->nodes[ni];
 		memset(c, 0, sizeof *c);
@@ -187,7 +188,8 @@ kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_
 		pool.scratch_bytes = (c->thread_scratch_bytes + 63) / 64 * 64;
 		pool.scratch = alloc_poisoned((size_t)(pool.scratch_bytes * pool.threads));
 		kiln_abi_host host = {.version = KILN_ABI_VERSION, .n_threads = pool.threads,
-		                      .pool = &pool, .parallel_for = kh_parallel_for};
+		                      .pool = &pool, .parallel_for = kh_parallel_for,
+		                      .sgemm = o->sgemm, .sgemm_user = o->sgemm_user};
 		fn(c->ip, c->fp, t, &host);
 		free(pool.scratch);
 		free(scratch);

@@ -16,6 +16,10 @@ typedef struct kh_opts {
 	int threads;        /* simulated pool size (tasks split this many ways) */
 	uint64_t seed;      /* random graph inputs */
 	double lo, hi;      /* range of random float inputs; ints use [lo, hi] rounded */
+	/* Non-NULL: lower with host GEMM (kiln_compile_opts.host_gemm) and hand
+	 * the kernels this sgemm (kiln_abi_host.sgemm). */
+	kiln_abi_sgemm_fn sgemm;
+	void *sgemm_user;
 } kh_opts;
 
 /* Defaults: rtol 1e-5, atol 1e-6, 3 threads, seed 1, inputs in [-2, 2]. */

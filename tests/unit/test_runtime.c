@@ -45,6 +45,7 @@ static const char art_src[] =
 	"#ifndef TRIPLE\n#define TRIPLE \"\"\n#endif\n"
 	"#ifndef ENTRY\n#define ENTRY entry\n#endif\n"
 	"#ifndef RET\n#define RET 0\n#endif\n"
+	"#ifndef FLAGS\n#define FLAGS 0\n#endif\n"
 	"#ifndef B_DTYPE\n#define B_DTYPE 0\n#endif\n"
 	"#ifndef B_RANK\n#define B_RANK 2\n#endif\n"
 	"#ifndef B_DIMS\n#define B_DIMS {2, 3}\n#endif\n"
@@ -126,7 +127,13 @@ static const char art_src[] =
 	"                     void *const *out)\n{\n"
 	"	const float *a = in[0], *b = in[1];\n"
 	"	float *y = out[0];\n"
+	"#if FLAGS & KILN_ABI_FLAG_HOST_SGEMM\n"
+	"	static const float eye[4] = {1, 0, 0, 1};\n"
+	"	memcpy(y, b, 24);\n"
+	"	h->sgemm(h->sgemm_user, 0, 0, 2, 3, 2, 1.0f, eye, 2, a, 3, 1.0f, y, 3);\n"
+	"#else\n"
 	"	for (int i = 0; i < 6; i++)\n		y[i] = a[i] + b[i];\n"
+	"#endif\n"
 	"	return RET;\n"
 	"}\n"
 	"static const kiln_abi_tensor ins[] = {{\"a\", 0, 2, {2, 3}, 24},\n"
@@ -135,7 +142,7 @@ static const char art_src[] =
 	"#ifndef KERNELS\n#define KERNELS ks\n#endif\n"
 	"static const kiln_abi_kernel ks[] = {{\"add\", \"Add\", 72, 6}};\n"
 	"const kiln_abi_model kiln_model = {MAGIC, VERSION, \"add\", \"0.1.0\", TRIPLE, \"x86-64\",\n"
-	"	FEATURES, 2, 1, ins, outs, 256, 0, 1, 0, ENTRY, KERNELS};\n"
+	"	FEATURES, 2, 1, ins, outs, 256, 0, 1, FLAGS, ENTRY, KERNELS};\n"
 	"#endif\n";
 
 #if defined(__x86_64__)
@@ -151,7 +158,11 @@ static const char *const variants[][2] = {
 	{"nosym", "-DNO_DESCRIPTOR"},
 	{"undef", "-DUNDEF"},
 	{"magic", "-DMAGIC=0x12345678"},
-	{"version", "-DVERSION=3"},
+	{"version", "-DVERSION=4"},
+	{"version1", "-DVERSION=1"},
+	{"version2", "-DVERSION=2"},
+	{"flags", "-DFLAGS=6"},
+	{"sgemm", "-DFLAGS=KILN_ABI_FLAG_HOST_SGEMM"},
 	{"bad_dtype", "-DB_DTYPE=42"},
 	{"bad_rank", "-DB_RANK=9"},
 	{"bad_dim", "-D'B_DIMS={2,-3}'"},
@@ -256,6 +267,13 @@ static kiln_rt_session_t *session(const kiln_rt_model_t *m, int n_threads)
 	kiln_rt_session_opts o = {.n_threads = n_threads};
 	assert_int_equal(kiln_rt_session_create(m, &o, &s), KILN_RT_OK);
 	assert_int_equal(kiln_rt_session_n_threads(s), n_threads);
+	return s;
+}
+
+static kiln_rt_session_t *session_opts(const kiln_rt_model_t *m, const kiln_rt_session_opts *o)
+{
+	kiln_rt_session_t *s = NULL;
+	assert_int_equal(kiln_rt_session_create(m, o, &s), KILN_RT_OK);
 	return s;
 }
 
@@ -484,7 +502,11 @@ static void test_load_abi(void **state)
 	(void)state;
 	expect_load("magic.so", KILN_RT_ERR_ABI,
 	            "%s: bad magic 0x12345678, expected 0x4e4c494b (not a kiln descriptor)");
-	expect_load("version.so", KILN_RT_ERR_ABI, "%s: ABI version 3, this runtime speaks version 2");
+	expect_load("version.so", KILN_RT_ERR_ABI,
+	            "%s: ABI version 4, this runtime speaks versions 2 to 3");
+	expect_load("version1.so", KILN_RT_ERR_ABI,
+	            "%s: ABI version 1, this runtime speaks versions 2 to 3");
+	expect_load("flags.so", KILN_RT_ERR_ABI, "%s: unknown descriptor flags 0x6");
 	expect_load("bad_dtype.so", KILN_RT_ERR_ABI, "%s: input 1 'b': dtype 42 is not a kiln dtype");
 	expect_load("bad_rank.so", KILN_RT_ERR_ABI, "%s: input 1 'b': rank 9 outside [0, 8]");
 	expect_load("bad_dim.so", KILN_RT_ERR_ABI, "%s: input 1 'b': dim 1 is -3, out of range");
@@ -492,6 +514,78 @@ static void test_load_abi(void **state)
 	            "%s: output 0 'y': bytes 20, expected 24 for f32 [2,3]");
 	expect_load("null_entry.so", KILN_RT_ERR_ABI, "%s: descriptor field 'entry' is NULL");
 	expect_load("null_kernels.so", KILN_RT_ERR_ABI, "%s: descriptor field 'kernels' is NULL");
+}
+
+/* ---- the host GEMM (KILN_ABI_FLAG_HOST_SGEMM) --------------------------- */
+
+typedef struct sgemm_log {
+	int calls;
+	int64_t m, n, k;
+} sgemm_log;
+
+/* Plain row-major sgemm without transposes (what sgemm.so asks for). */
+static void test_sgemm(void *user, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *c, int64_t ldc)
+{
+	sgemm_log *log = user;
+	*log = (sgemm_log){log->calls + 1, m, n, k};
+	if (ta || tb)
+		return;
+	for (int64_t i = 0; i < m; i++)
+		for (int64_t j = 0; j < n; j++) {
+			float acc = 0;
+			for (int64_t p = 0; p < k; p++)
+				acc += a[i * lda + p] * b[p * ldb + j];
+			c[i * ldc + j] = alpha * acc + (beta == 0 ? 0 : beta * c[i * ldc + j]);
+		}
+}
+
+static void test_host_sgemm(void **state)
+{
+	(void)state;
+	float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {10, 20, 30, 40, 50, 60}, y[6];
+	kiln_rt_tensor in[2] = {tensor2(0, 2, 3, a), tensor2(0, 2, 3, b)};
+	kiln_rt_tensor out = tensor2(0, 2, 3, y);
+	sgemm_log log = {0};
+	kiln_rt_session_opts o = {.n_threads = 2, .sgemm = test_sgemm, .sgemm_user = &log};
+
+	/* no sgemm: refused before anything runs, with or without options */
+	kiln_rt_model_t *m = load_ok("sgemm.so");
+	assert_int_equal(kiln_rt_model_abi(m)->flags, KILN_ABI_FLAG_HOST_SGEMM);
+	kiln_rt_session_t *s = (kiln_rt_session_t *)1;
+	assert_int_equal(kiln_rt_session_create(m, NULL, &s), KILN_RT_ERR_NO_SGEMM);
+	assert_null(s);
+	kiln_rt_session_opts none = {.n_threads = 1, .sgemm_user = &log};
+	assert_int_equal(kiln_rt_session_create(m, &none, &s), KILN_RT_ERR_NO_SGEMM);
+	assert_null(s);
+	assert_string_equal(kiln_rt_status_str(KILN_RT_ERR_NO_SGEMM),
+	                    "the model calls a host GEMM and the session options give no sgemm");
+
+	/* with one: the model's kernels get it, with its user pointer */
+	s = session_opts(m, &o);
+	assert_int_equal(kiln_rt_session_run(s, in, 2, &out, 1), KILN_RT_OK);
+	assert_int_equal(log.calls, 1);
+	assert_true(log.m == 2 && log.n == 3 && log.k == 2);
+	for (int i = 0; i < 6; i++)
+		assert_true(y[i] == a[i] + b[i]);
+	kiln_rt_session_free(s);
+	kiln_rt_model_free(m);
+
+	/* a model without the flag ignores a given sgemm; version 2 still runs */
+	static const char *const plain[] = {"add.so", "version2.so"};
+	for (int f = 0; f < 2; f++) {
+		m = load_ok(plain[f]);
+		assert_int_equal(kiln_rt_model_abi(m)->flags, 0);
+		s = session_opts(m, &o);
+		memset(y, 0, sizeof y);
+		assert_int_equal(kiln_rt_session_run(s, in, 2, &out, 1), KILN_RT_OK);
+		for (int i = 0; i < 6; i++)
+			assert_true(y[i] == a[i] + b[i]);
+		kiln_rt_session_free(s);
+		kiln_rt_model_free(m);
+	}
+	assert_int_equal(log.calls, 1);
 }
 
 static void test_load_cpu(void **state)
@@ -797,6 +891,7 @@ int main(void)
 		cmocka_unit_test(test_load_foreign),
 		cmocka_unit_test(test_load_relative),
 		cmocka_unit_test(test_load_abi),
+		cmocka_unit_test(test_host_sgemm),
 		cmocka_unit_test(test_load_cpu),
 		cmocka_unit_test(test_from_abi),
 		cmocka_unit_test(test_parallel_for),

@@ -2017,3 +2017,149 @@ KK_KERNEL(kk_conv_transpose_any)
 	la_parse(&g, ip, fp, t);
 	kk_parallel(h, g.geo.n * g.geo.m, conv_transpose_any_task, &g);
 }
+
+/* ---- host GEMM (layout KK_LH_* in kk_params_linalg.h) ------------------------
+ * Products through the runner's sgemm on plain operands, for comparing kiln
+ * with a typical framework's per-op execution. sgemm is called from the
+ * entry's thread only, never with an empty dimension. */
+
+/* Gemm and MatMul: one sgemm per matrix of the batch (Y dense); Gemm's C is
+ * first written into Y, times beta, and accumulated with beta = 1. */
+KK_KERNEL(kk_gemm_host_f32)
+{
+	const float *a = t[ip[KK_LH_T_A]], *b = t[ip[KK_LH_T_B]];
+	float *y = t[ip[KK_LH_T_Y]];
+	int64_t m = ip[KK_LH_M], n = ip[KK_LH_N], k = ip[KK_LH_K], rank = ip[KK_LH_BATCH_RANK];
+	int32_t ta = (int32_t)ip[KK_LH_TRANS_A], tb = (int32_t)ip[KK_LH_TRANS_B];
+	float beta = 0.0f;
+	if (ip[KK_LH_T_C] >= 0) {
+		const float *c = t[ip[KK_LH_T_C]];
+		int64_t crs = ip[KK_LH_C_RS], ccs = ip[KK_LH_C_CS];
+		float bc = (float)fp[KK_LH_FP_BETA];
+		for (int64_t i = 0; i < m; i++)
+			for (int64_t j = 0; j < n; j++)
+				y[i * n + j] = bc * c[i * crs + j * ccs];
+		beta = 1.0f;
+	}
+	int64_t count = 1;
+	for (int64_t d = 0; d < rank; d++)
+		count *= ip[KK_LH_BATCH + 3 * d];
+	if (m <= 0 || n <= 0)
+		return;
+	for (int64_t q = 0; q < count; q++) {
+		int64_t ao = 0, bo = 0, rest = q;
+		for (int64_t d = rank - 1; d >= 0; d--) {
+			const int64_t *bd = ip + KK_LH_BATCH + 3 * d;
+			ao += rest % bd[0] * bd[1];
+			bo += rest % bd[0] * bd[2];
+			rest /= bd[0];
+		}
+		float *yq = y + q * m * n;
+		if (k <= 0) {
+			if (beta == 0.0f)
+				memset(yq, 0, (size_t)(m * n) * sizeof(float));
+			continue;
+		}
+		h->sgemm(h->sgemm_user, ta, tb, m, n, k, (float)fp[KK_LH_FP_ALPHA], a + ao, ta ? m : k,
+		         b + bo, tb ? k : n, beta, yq, n);
+	}
+}
+
+typedef struct lh_im2col {
+	const int64_t *ip;
+	const float *x; /* one image's group of input channels */
+	float *col;     /* K x N: row (channel, tap), column output position */
+} lh_im2col;
+
+/* Rows [begin, end) of the im2col matrix; out-of-image taps read 0. */
+static void lh_im2col_task(void *arg, int64_t begin, int64_t end, void *scratch)
+{
+	const lh_im2col *j = arg;
+	const int64_t *ip = j->ip, *in = ip + KK_LH_IN, *out = ip + KK_LH_OUT, *ker = ip + KK_LH_KER;
+	const int64_t *s = ip + KK_LH_STRIDE, *dl = ip + KK_LH_DIL, *pb = ip + KK_LH_PAD;
+	int64_t ks = ker[0] * ker[1] * ker[2], is = in[0] * in[1] * in[2], os = ip[KK_LH_N];
+	for (int64_t r = begin; r < end; r++) {
+		int64_t tap = r % ks, kd = tap / (ker[1] * ker[2]), kh = tap / ker[2] % ker[1];
+		int64_t kw = tap % ker[2];
+		const float *xc = j->x + r / ks * is;
+		float *row = j->col + r * os;
+		/* output columns [w0, w1) read inside the row; the rest are padding */
+		int64_t off = kw * dl[2] - pb[2], w0 = 0, w1 = out[2];
+		while (w0 < out[2] && w0 * s[2] + off < 0)
+			w0++;
+		while (w1 > w0 && (w1 - 1) * s[2] + off >= in[2])
+			w1--;
+		for (int64_t od = 0; od < out[0]; od++) {
+			int64_t id = od * s[0] + kd * dl[0] - pb[0];
+			for (int64_t oh = 0; oh < out[1]; oh++) {
+				int64_t ih = oh * s[1] + kh * dl[1] - pb[1];
+				float *dst = row + (od * out[1] + oh) * out[2];
+				if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
+					memset(dst, 0, (size_t)out[2] * sizeof(float));
+					continue;
+				}
+				const float *src = xc + (id * in[1] + ih) * in[2];
+				for (int64_t ow = 0; ow < w0; ow++)
+					dst[ow] = 0.0f;
+				if (s[2] == 1 && w1 > w0)
+					memcpy(dst + w0, src + w0 + off, (size_t)(w1 - w0) * sizeof(float));
+				else
+					for (int64_t ow = w0; ow < w1; ow++)
+						dst[ow] = src[ow * s[2] + off];
+				for (int64_t ow = w1; ow < out[2]; ow++)
+					dst[ow] = 0.0f;
+			}
+		}
+	}
+}
+
+typedef struct lh_bias {
+	const float *bias;
+	float *y;
+	int64_t m, os; /* output channels, positions per channel */
+} lh_bias;
+
+/* Output planes [begin, end) (image * m + channel) get their bias. */
+static void lh_bias_task(void *arg, int64_t begin, int64_t end, void *scratch)
+{
+	const lh_bias *j = arg;
+	for (int64_t p = begin; p < end; p++) {
+		float b = j->bias[p % j->m], *y = j->y + p * j->os;
+		for (int64_t o = 0; o < j->os; o++)
+			y[o] += b;
+	}
+}
+
+/* Conv, per image and group: Y[mg, os] = W[mg, cg*ks] im2col(X)[cg*ks, os],
+ * then the bias over all of Y. */
+KK_KERNEL(kk_conv_host_f32)
+{
+	const float *w = t[ip[KK_LH_T_A]], *x = t[ip[KK_LH_T_B]];
+	float *y = t[ip[KK_LH_T_Y]];
+	float *col = ip[KK_LH_T_SCRATCH] >= 0 ? t[ip[KK_LH_T_SCRATCH]] : NULL;
+	int64_t mg = ip[KK_LH_M], os = ip[KK_LH_N], k = ip[KK_LH_K];
+	int64_t images = ip[KK_LH_CONV_N], groups = ip[KK_LH_CONV_GROUP];
+	int64_t cg = ip[KK_LH_CONV_C] / (groups > 0 ? groups : 1);
+	int64_t is = ip[KK_LH_IN] * ip[KK_LH_IN + 1] * ip[KK_LH_IN + 2];
+	if (mg <= 0 || os <= 0)
+		return;
+	for (int64_t img = 0; img < images; img++)
+		for (int64_t g = 0; g < groups; g++) {
+			const float *xg = x + (img * groups + g) * cg * is;
+			float *yg = y + (img * groups + g) * mg * os;
+			if (k <= 0) {
+				memset(yg, 0, (size_t)(mg * os) * sizeof(float));
+				continue;
+			}
+			if (col) {
+				lh_im2col j = {ip, xg, col};
+				kk_parallel(h, k, lh_im2col_task, &j);
+			}
+			h->sgemm(h->sgemm_user, 0, 0, mg, os, k, 1.0f, w + g * mg * k, k, col ? col : xg, os,
+			         0.0f, yg, os);
+		}
+	if (ip[KK_LH_T_BIAS] >= 0) {
+		lh_bias j = {t[ip[KK_LH_T_BIAS]], y, mg * groups, os};
+		kk_parallel(h, images * mg * groups, lh_bias_task, &j);
+	}
+}

@@ -129,4 +129,45 @@ enum {
 	KK_LA_FP_COUNT
 };
 
+/* ---- host GEMM (kiln_compile_opts.host_gemm) ----
+ * kk_gemm_host_f32 (Gemm, MatMul) and kk_conv_host_f32 (Conv) keep their
+ * operands plain, row-major as in the graph, and compute every product with
+ * kiln_abi_host.sgemm: a Gemm in one call, a MatMul in one per matrix of the
+ * broadcast batch, a Conv per image and group on an im2col of the input in
+ * arena scratch (a 1x1, stride-1, unpadded Conv reads X in place), then the
+ * bias. Y is dense. Tensor slots index t[] and are -1 when absent. */
+enum {
+	KK_LH_M,
+	KK_LH_N,
+	KK_LH_K,
+	KK_LH_TRANS_A,   /* A stored K x M (lda = M), else M x K (lda = K) */
+	KK_LH_TRANS_B,   /* B stored N x K (ldb = K), else K x N (ldb = N) */
+	KK_LH_T_A,       /* Conv: A is W, B is X (through the im2col) */
+	KK_LH_T_B,
+	KK_LH_T_C,       /* Gemm: Y = alpha * AB + beta * C */
+	KK_LH_C_RS,      /* element (i, j) of C at i*C_RS + j*C_CS (0: broadcast) */
+	KK_LH_C_CS,
+	KK_LH_T_BIAS,    /* Conv: Y[img, m, :] += bias[m] */
+	KK_LH_T_Y,
+	KK_LH_T_SCRATCH, /* Conv: the im2col matrix, K x N floats; -1: X in place */
+	KK_LH_CONV_N,    /* Conv: images, input channels, groups */
+	KK_LH_CONV_C,
+	KK_LH_CONV_GROUP,
+	/* Conv spatial geometry padded to 3 dims (leading dims size 1, stride
+	 * 1), 3 values each. */
+	KK_LH_IN,
+	KK_LH_OUT = KK_LH_IN + 3,
+	KK_LH_KER = KK_LH_OUT + 3,
+	KK_LH_STRIDE = KK_LH_KER + 3,
+	KK_LH_DIL = KK_LH_STRIDE + 3,
+	KK_LH_PAD = KK_LH_DIL + 3,       /* pads at the beginning */
+	KK_LH_BATCH_RANK = KK_LH_PAD + 3,
+	/* Tail (MatMul): KK_LH_BATCH_RANK batch dims, outermost first, each as
+	 * size, then the elements one step in it moves A and B (0: broadcast). */
+	KK_LH_BATCH,
+	KK_LH_COUNT = KK_LH_BATCH
+};
+
+enum { KK_LH_FP_ALPHA, KK_LH_FP_BETA, KK_LH_FP_COUNT };
+
 #endif
