@@ -785,8 +785,10 @@ static void tile_store_t(const la_gemm *g, float *y, const float *bias, const fl
 					kk_store(yc, act_v(g, x));
 					continue;
 				}
-				for (int i = 0; i < rows; i++)
-					yc[i] = act_s(g, rc ? x[i] + rc[i] : x[i]);
+				/* the tile's last rows of its block: masked */
+				if (rc)
+					x += kk_load_n(rc, rows);
+				kk_store_n(yc, act_v(g, x), rows);
 			}
 		}
 	}
