@@ -675,31 +675,17 @@ void kiln_node_op_text(const kiln_node *n, char *buf, size_t size)
 		snprintf(buf + len, size - len, ")");
 }
 
-kiln_graph *kiln_graph_of_node(const kiln_node *n, int opset)
+kiln_node *kiln_graph_copy_node(kiln_graph *g, const kiln_node *n, kiln_value *const *in)
 {
-	kiln_graph *g = kiln_graph_create(n->name, NULL);
-	if (!g)
-		return NULL;
-	g->opset = opset;
 	kiln_arena *a = g->arena;
-	kiln_value **in = kiln_arena_alloc(a, (size_t)(n->n_inputs ? n->n_inputs : 1) * sizeof *in);
 	const char **out_names =
 		kiln_arena_alloc(a, (size_t)(n->n_outputs ? n->n_outputs : 1) * sizeof *out_names);
-	bool ok = in && out_names;
-	for (int i = 0; ok && i < n->n_inputs; i++) {
-		const kiln_value *v = n->inputs[i];
-		if (!v || (in[i] = kiln_graph_find_value(g, v->name)))
-			continue; /* omitted, or the same value twice */
-		in[i] = v->kind == KILN_VALUE_CONST ? kiln_graph_add_const(g, v->name, &v->type, v->data)
-		                                    : kiln_graph_add_input(g, v->name, &v->type);
-		ok = in[i] != NULL;
-	}
-	for (int i = 0; ok && i < n->n_outputs; i++)
+	if (!out_names)
+		return NULL;
+	for (int i = 0; i < n->n_outputs; i++)
 		out_names[i] = n->outputs[i]->name;
-	kiln_node *c = ok ? kiln_graph_add_node(g, n->op, n->name, in, n->n_inputs, out_names,
-	                                        n->n_outputs)
-	                  : NULL;
-	ok = c != NULL;
+	kiln_node *c = kiln_graph_add_node(g, n->op, n->name, in, n->n_inputs, out_names, n->n_outputs);
+	bool ok = c != NULL;
 	if (ok && n->n_attrs) {
 		ok = (c->attrs = kiln_arena_alloc(a, (size_t)n->n_attrs * sizeof *c->attrs)) != NULL;
 		for (int i = 0; ok && i < n->n_attrs; i++)
@@ -710,6 +696,28 @@ kiln_graph *kiln_graph_of_node(const kiln_node *n, int opset)
 		ok = (c->origin = kiln_arena_strdup(a, n->origin)) != NULL;
 	if (ok && n->body)
 		ok = (c->body = kiln_graph_clone_body(g, n->body)) != NULL;
+	return ok ? c : NULL;
+}
+
+kiln_graph *kiln_graph_of_node(const kiln_node *n, int opset)
+{
+	kiln_graph *g = kiln_graph_create(n->name, NULL);
+	if (!g)
+		return NULL;
+	g->opset = opset;
+	kiln_arena *a = g->arena;
+	kiln_value **in = kiln_arena_alloc(a, (size_t)(n->n_inputs ? n->n_inputs : 1) * sizeof *in);
+	bool ok = in != NULL;
+	for (int i = 0; ok && i < n->n_inputs; i++) {
+		const kiln_value *v = n->inputs[i];
+		if (!v || (in[i] = kiln_graph_find_value(g, v->name)))
+			continue; /* omitted, or the same value twice */
+		in[i] = v->kind == KILN_VALUE_CONST ? kiln_graph_add_const(g, v->name, &v->type, v->data)
+		                                    : kiln_graph_add_input(g, v->name, &v->type);
+		ok = in[i] != NULL;
+	}
+	kiln_node *c = ok ? kiln_graph_copy_node(g, n, in) : NULL;
+	ok = c != NULL;
 	for (int i = 0; ok && i < n->n_outputs; i++)
 		ok = kiln_graph_add_output(g, c->outputs[i]) == KILN_OK;
 	kiln_diag d;

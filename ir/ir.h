@@ -269,6 +269,10 @@ const char *kiln_graph_unique_value_name(kiln_graph *g, const char *base);
 const char *kiln_graph_unique_node_name(kiln_graph *g, const char *base);
 /* A deep copy of a fusion body, made a body of `parent` (in its arena). */
 kiln_graph *kiln_graph_clone_body(kiln_graph *parent, const kiln_graph *body);
+/* Adds to g a copy of node n (op, name, output names, attributes, origin
+ * and body deep-copied into g's arena) reading `in` (g's values, one per
+ * input of n, NULL where n's is omitted). NULL on OOM. */
+kiln_node *kiln_graph_copy_node(kiln_graph *g, const kiln_node *n, kiln_value *const *in);
 /* A graph of node n alone, for reproducers: its non-constant inputs become
  * graph inputs (same names and types), its constants are copied, its
  * outputs are the graph's; attributes, origin and body are copied. NULL on

@@ -25,49 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whether n can join a loop: an f32 elementwise op the program kernel runs
- * (kk_ew_program_f32: activations, unary math, arithmetic, Min/Max,
- * Identity; not compare, Where, Not or Cast), one non-empty output. */
-static bool candidate(const kiln_node *n)
-{
-	const kiln_op_info *info = kiln_op_get(n->op);
-	if (!(info->flags & KILN_OPF_EW) || !(info->flags & KILN_OPF_FUSE) || n->n_outputs != 1)
-		return false;
-	switch (n->op) {
-	case KILN_OP_WHERE:
-	case KILN_OP_EQUAL:
-	case KILN_OP_LESS:
-	case KILN_OP_GREATER:
-	case KILN_OP_NOT:
-	case KILN_OP_CAST: return false;
-	case KILN_OP_GELU: {
-		const char *mode = kiln_node_string(n, "approximate", "none");
-		if (strcmp(mode, "none") != 0 && strcmp(mode, "tanh") != 0)
-			return false;
-		break;
-	}
-	default: break;
-	}
-	const kiln_type *y = &n->outputs[0]->type;
-	if (y->dtype != KILN_DT_F32 || kiln_type_numel(y) <= 0)
-		return false;
-	for (int k = 0; k < n->n_inputs; k++) {
-		const kiln_value *v = n->inputs[k];
-		if (!v) {
-			if (n->op != KILN_OP_CLIP || k == 0)
-				return false;
-			continue;
-		}
-		if (v->type.dtype != KILN_DT_F32 || kiln_type_numel(&v->type) <= 0)
-			return false;
-		if (v->kind == KILN_VALUE_CONST && (!v->data || v->elided))
-			return false;
-		if (n->op == KILN_OP_CLIP && k > 0 && kiln_type_numel(&v->type) != 1)
-			return false;
-	}
-	return true;
-}
-
 typedef struct group {
 	int *members; /* node indices, ascending */
 	int n;
@@ -256,7 +213,7 @@ static kiln_status form_groups(state *s)
 	kiln_graph *g = s->g;
 	for (int i = 0; i < s->n; i++) {
 		kiln_node *n = g->nodes[i];
-		if (!candidate(n))
+		if (!kiln_loop_candidate(n))
 			continue;
 		KILN_TRY(new_group(s, i));
 		if (s->grp[i] < 0)
@@ -289,23 +246,6 @@ static kiln_value *bound(const binding *b, int n, const kiln_value *v)
 		if (b[i].outer == v)
 			return b[i].inner;
 	return NULL;
-}
-
-/* A copy of n in body, reading `in` (body values). */
-static kiln_node *copy_node(kiln_graph *body, const kiln_node *n, kiln_value *const *in)
-{
-	const char *out_name = n->outputs[0]->name;
-	kiln_node *c = kiln_graph_add_node(body, n->op, n->name, in, n->n_inputs, &out_name, 1);
-	if (!c)
-		return NULL;
-	c->origin = n->origin;
-	if (n->n_attrs) {
-		c->attrs = kiln_arena_memdup(body->arena, n->attrs, (size_t)n->n_attrs * sizeof *n->attrs);
-		if (!c->attrs)
-			return NULL;
-		c->n_attrs = n->n_attrs;
-	}
-	return c;
 }
 
 /* Whether member value y is read outside the group or is a graph output. */
@@ -364,7 +304,7 @@ static kiln_status build(state *s, int gi)
 				goto oom;
 			bind[n_bind++] = (binding){v, in[k]};
 		}
-		kiln_node *c = copy_node(body, n, in);
+		kiln_node *c = kiln_graph_copy_node(body, n, in);
 		if (!c)
 			goto oom;
 		bind[n_bind++] = (binding){n->outputs[0], c->outputs[0]};

@@ -106,23 +106,6 @@ static bool match(const kiln_graph *g, kiln_node *p, group *gr)
 	return gr->badd || gr->add || gr->act;
 }
 
-/* A copy of n in body, reading `in` (already body values). */
-static kiln_node *copy_node(kiln_graph *body, const kiln_node *n, kiln_value *const *in)
-{
-	const char *out_name = n->outputs[0]->name;
-	kiln_node *c = kiln_graph_add_node(body, n->op, n->name, in, n->n_inputs, &out_name, 1);
-	if (!c)
-		return NULL;
-	c->origin = n->origin;
-	if (n->n_attrs) {
-		c->attrs = kiln_arena_memdup(body->arena, n->attrs, (size_t)n->n_attrs * sizeof *n->attrs);
-		if (!c->attrs)
-			return NULL;
-		c->n_attrs = n->n_attrs;
-	}
-	return c;
-}
-
 /* Body input standing for outer value v (one per use, in order). */
 static kiln_value *param(kiln_graph *body, const kiln_value *v, kiln_value **outer, int *n)
 {
@@ -151,7 +134,7 @@ static kiln_status build(kiln_graph *g, group *gr, kiln_diag *d)
 	for (int i = 0; i < p->n_inputs; i++)
 		if (p->inputs[i] && !(in[i] = param(body, p->inputs[i], outer, &n_outer)))
 			goto oom;
-	kiln_node *last = copy_node(body, p, in);
+	kiln_node *last = kiln_graph_copy_node(body, p, in);
 	if (!last)
 		goto oom;
 	const char *origin = p->origin ? p->origin : p->name;
@@ -159,7 +142,7 @@ static kiln_status build(kiln_graph *g, group *gr, kiln_diag *d)
 		kiln_value *b = param(body, gr->bias, outer, &n_outer);
 		bool first = gr->badd->inputs[0] == p->outputs[0];
 		kiln_value *ai[2] = {first ? last->outputs[0] : b, first ? b : last->outputs[0]};
-		if (!b || !(last = copy_node(body, gr->badd, ai)))
+		if (!b || !(last = kiln_graph_copy_node(body, gr->badd, ai)))
 			goto oom;
 		kiln_node tmp = *p;
 		tmp.origin = origin;
@@ -170,7 +153,7 @@ static kiln_status build(kiln_graph *g, group *gr, kiln_diag *d)
 		const kiln_value *prev = gr->badd ? gr->badd->outputs[0] : p->outputs[0];
 		bool first = gr->add->inputs[0] == prev;
 		kiln_value *ai[2] = {first ? last->outputs[0] : r, first ? r : last->outputs[0]};
-		if (!r || !(last = copy_node(body, gr->add, ai)))
+		if (!r || !(last = kiln_graph_copy_node(body, gr->add, ai)))
 			goto oom;
 		kiln_node tmp = *p;
 		tmp.origin = origin;
@@ -185,7 +168,7 @@ static kiln_status build(kiln_graph *g, group *gr, kiln_diag *d)
 			if (v && (!nm || !(ai[i] = kiln_graph_add_const(body, nm, &v->type, v->data))))
 				goto oom;
 		}
-		if (!(last = copy_node(body, a, ai)))
+		if (!(last = kiln_graph_copy_node(body, a, ai)))
 			goto oom;
 	}
 	if (kiln_graph_add_output(body, last->outputs[0]) != KILN_OK)

@@ -41,48 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An elementwise node the program kernel runs: the rule of fuse_loop.c's
- * candidates (f32 activations, unary math, arithmetic, Min/Max, Identity;
- * Clip with scalar bounds; constants with data). */
-static bool elementwise(const kiln_node *n)
-{
-	const kiln_op_info *info = kiln_op_get(n->op);
-	if (!(info->flags & KILN_OPF_EW) || !(info->flags & KILN_OPF_FUSE) || n->n_outputs != 1)
-		return false;
-	switch (n->op) {
-	case KILN_OP_WHERE:
-	case KILN_OP_EQUAL:
-	case KILN_OP_LESS:
-	case KILN_OP_GREATER:
-	case KILN_OP_NOT:
-	case KILN_OP_CAST: return false;
-	case KILN_OP_GELU: {
-		const char *mode = kiln_node_string(n, "approximate", "none");
-		if (strcmp(mode, "none") != 0 && strcmp(mode, "tanh") != 0)
-			return false;
-		break;
-	}
-	default: break;
-	}
-	if (n->outputs[0]->type.dtype != KILN_DT_F32)
-		return false;
-	for (int k = 0; k < n->n_inputs; k++) {
-		const kiln_value *v = n->inputs[k];
-		if (!v) {
-			if (n->op != KILN_OP_CLIP || k == 0)
-				return false;
-			continue;
-		}
-		if (v->type.dtype != KILN_DT_F32 || kiln_type_numel(&v->type) <= 0)
-			return false;
-		if (v->kind == KILN_VALUE_CONST && (!v->data || v->elided))
-			return false;
-		if (n->op == KILN_OP_CLIP && k > 0 && kiln_type_numel(&v->type) != 1)
-			return false;
-	}
-	return true;
-}
-
 /* Scale or B of a LayerNorm over the last axis of length len: f32, len
  * elements along that axis ([len], [1,len], ...). */
 static bool row_param(const kiln_value *v, int64_t len)
@@ -237,7 +195,7 @@ static bool convex(state *s)
 static bool try_join(state *s, int i, int role, const kiln_type *shape, kiln_loop_cost *cost)
 {
 	kiln_node *n = s->g->nodes[i];
-	if (s->member[n->id] || !elementwise(n) || !kiln_type_equal(&n->outputs[0]->type, shape))
+	if (s->member[n->id] || !kiln_loop_candidate(n) || !kiln_type_equal(&n->outputs[0]->type, shape))
 		return false;
 	/* the root's Scale and B come from outside */
 	for (int k = 1; k < s->root->n_inputs; k++)
@@ -331,22 +289,6 @@ static kiln_value *bound(const binding *b, int n, const kiln_value *v, bool inpu
 	return NULL;
 }
 
-static kiln_node *copy_node(kiln_graph *body, const kiln_node *n, kiln_value *const *in)
-{
-	const char *out_name = n->outputs[0]->name;
-	kiln_node *c = kiln_graph_add_node(body, n->op, n->name, in, n->n_inputs, &out_name, 1);
-	if (!c)
-		return NULL;
-	c->origin = n->origin;
-	if (n->n_attrs) {
-		c->attrs = kiln_arena_memdup(body->arena, n->attrs, (size_t)n->n_attrs * sizeof *n->attrs);
-		if (!c->attrs)
-			return NULL;
-		c->n_attrs = n->n_attrs;
-	}
-	return c;
-}
-
 /* Whether the output of member i is read outside the group or is a graph
  * output. */
 static bool used_outside(const state *s, int i)
@@ -413,7 +355,7 @@ static kiln_status build(state *s, int ri)
 				goto oom;
 			bind[n_bind++] = (binding){v, in[k]};
 		}
-		kiln_node *c = copy_node(body, n, in);
+		kiln_node *c = kiln_graph_copy_node(body, n, in);
 		if (!c)
 			goto oom;
 		bind[n_bind++] = (binding){n->outputs[0], c->outputs[0]};

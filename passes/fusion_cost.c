@@ -139,3 +139,44 @@ bool kiln_loop_merge_ok(const kiln_loop_cost *a, const kiln_loop_cost *b,
 	       m->n_inputs + m->n_consts + m->n_instrs <= l->max_regs &&
 	       m->bytes < a->bytes + b->bytes;
 }
+
+/* The loop kernel's op set (passes.h). */
+bool kiln_loop_candidate(const kiln_node *n)
+{
+	const kiln_op_info *info = kiln_op_get(n->op);
+	if (!(info->flags & KILN_OPF_EW) || !(info->flags & KILN_OPF_FUSE) || n->n_outputs != 1)
+		return false;
+	switch (n->op) {
+	case KILN_OP_WHERE:
+	case KILN_OP_EQUAL:
+	case KILN_OP_LESS:
+	case KILN_OP_GREATER:
+	case KILN_OP_NOT:
+	case KILN_OP_CAST: return false;
+	case KILN_OP_GELU: {
+		const char *mode = kiln_node_string(n, "approximate", "none");
+		if (strcmp(mode, "none") != 0 && strcmp(mode, "tanh") != 0)
+			return false;
+		break;
+	}
+	default: break;
+	}
+	const kiln_type *y = &n->outputs[0]->type;
+	if (y->dtype != KILN_DT_F32 || kiln_type_numel(y) <= 0)
+		return false;
+	for (int k = 0; k < n->n_inputs; k++) {
+		const kiln_value *v = n->inputs[k];
+		if (!v) {
+			if (n->op != KILN_OP_CLIP || k == 0)
+				return false;
+			continue;
+		}
+		if (v->type.dtype != KILN_DT_F32 || kiln_type_numel(&v->type) <= 0)
+			return false;
+		if (v->kind == KILN_VALUE_CONST && (!v->data || v->elided))
+			return false;
+		if (n->op == KILN_OP_CLIP && k > 0 && kiln_type_numel(&v->type) != 1)
+			return false;
+	}
+	return true;
+}

@@ -87,6 +87,12 @@ typedef struct kiln_loop_limits {
 kiln_loop_limits kiln_loop_limits_default(void);
 /* Program instructions node n needs (Min/Max of k inputs: k - 1). */
 int kiln_loop_instrs(const kiln_node *n);
+/* Whether n can join a loop (or a reduction fusion's prologue/epilogue):
+ * an f32 elementwise op the program kernel runs (kk_ew_program_f32:
+ * activations, unary math, arithmetic, Min/Max, Identity; not compare,
+ * Where, Not or Cast), one non-empty output, inputs f32 (Clip's bounds
+ * scalars), constants with data. */
+bool kiln_loop_candidate(const kiln_node *n);
 /* A scalar f32 constant with data: read as an immediate, not a tensor. */
 bool kiln_loop_is_immediate(const kiln_value *v);
 /* The cost of the nodes n of g with member[n->id] (an array of

@@ -112,6 +112,10 @@ kiln_status kiln_lower_movement(const kiln_node *n, const kiln_cpu_target *t, ki
 /* Fusion nodes (lower.c dispatches on the kind). */
 kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                      kiln_diag *d);
+/* Element stride of operand type `in` along dim d of `out` (right-aligned
+ * broadcasting): 0 where it repeats (one element repeats everywhere), -1
+ * where it does not broadcast. */
+int64_t kiln_operand_stride(const kiln_type *in, const kiln_type *out, int d);
 /* Kind loop (lower_elementwise.c): the body as one kk_ew_program_f32. */
 kiln_status kiln_lower_fusion_loop(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                    kiln_diag *d);

@@ -91,7 +91,7 @@ static kiln_status check_bcast(const kiln_node *n, int k, const kiln_type *in,
 	return KILN_OK;
 }
 
-static int64_t operand_stride(const kiln_type *in, const kiln_type *out, int d)
+int64_t kiln_operand_stride(const kiln_type *in, const kiln_type *out, int d)
 {
 	return kiln_type_numel(in) == 1 ? 0 : bcast_stride(in, out, d);
 }
@@ -109,15 +109,15 @@ static int walk_dims(const kiln_type *const *in, int nin, const kiln_type *out, 
 			continue;
 		bool merge = r > 0;
 		for (int k = 0; k < nin && merge; k++)
-			merge = st[k][r - 1] == operand_stride(in[k], out, j) * out->dims[j];
+			merge = st[k][r - 1] == kiln_operand_stride(in[k], out, j) * out->dims[j];
 		if (merge) {
 			dims[r - 1] *= out->dims[j];
 			for (int k = 0; k < nin; k++)
-				st[k][r - 1] = operand_stride(in[k], out, j);
+				st[k][r - 1] = kiln_operand_stride(in[k], out, j);
 		} else {
 			dims[r] = out->dims[j];
 			for (int k = 0; k < nin; k++)
-				st[k][r] = operand_stride(in[k], out, j);
+				st[k][r] = kiln_operand_stride(in[k], out, j);
 			r++;
 		}
 	}

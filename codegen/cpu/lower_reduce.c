@@ -321,22 +321,6 @@ kiln_status kiln_lower_reduce(const kiln_node *n, const kiln_cpu_target *t, kiln
 
 /* ---- reduction fusion ------------------------------------------------------ */
 
-/* Element stride of `in` along dim d of `out` (right-aligned broadcasting),
- * 0 where it repeats, -1 where it does not broadcast; one element repeats
- * everywhere. */
-static int64_t rf_stride(const kiln_type *in, const kiln_type *out, int d)
-{
-	int id = d - (out->rank - in->rank);
-	if (kiln_type_numel(in) == 1 || id < 0 || in->dims[id] == 1)
-		return 0;
-	if (in->dims[id] != out->dims[d])
-		return -1;
-	int64_t s = 1;
-	for (int i = id + 1; i < in->rank; i++)
-		s *= in->dims[i];
-	return s;
-}
-
 static int rf_body_input(const kiln_graph *b, const kiln_value *v)
 {
 	for (int i = 0; i < b->n_inputs; i++)
@@ -561,7 +545,7 @@ kiln_status kiln_lower_fusion_reduction(const kiln_node *n, const kiln_cpu_targe
 			            "broadcasts to %s", k, kiln_type_str(it, a, sizeof a),
 			            kiln_type_str(shape, bs, sizeof bs));
 			for (int i = pass ? 0 : orank; i < (pass ? orank : orank + 1); i++) {
-				int64_t s = rf_stride(it, shape, i);
+				int64_t s = kiln_operand_stride(it, shape, i);
 				KILN_ENSURE(d, s >= 0, KILN_ERR_SHAPE, n, "input %d (%s) does not broadcast to %s",
 				            k, kiln_type_str(it, a, sizeof a), kiln_type_str(shape, bs, sizeof bs));
 				kiln_kcall_i(c, s);

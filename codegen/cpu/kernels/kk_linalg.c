@@ -1800,18 +1800,6 @@ static void st_i(void *p, int dt, int64_t i, int64_t v)
 	}
 }
 
-/* Clamps to int64 (NaN: 0) as the interpreter's tensor stores do. */
-static int64_t f_to_i(double v)
-{
-	if (v != v)
-		return 0;
-	if (v >= 9.2233720368547758e18)
-		return INT64_MAX;
-	if (v <= -9.2233720368547758e18)
-		return INT64_MIN;
-	return (int64_t)v;
-}
-
 /* Floats round through f32 for f16/bf16; integers clamp to int64 then wrap
  * (as the interpreter's tensor stores do). */
 static void st_f(void *p, int dt, int64_t i, double v)
@@ -1821,7 +1809,7 @@ static void st_f(void *p, int dt, int64_t i, double v)
 	case KK_LA_DT_F64: ((double *)p)[i] = v; break;
 	case KK_LA_DT_F16: ((uint16_t *)p)[i] = kk_f32_to_f16((float)v); break;
 	case KK_LA_DT_BF16: ((uint16_t *)p)[i] = kk_f32_to_bf16((float)v); break;
-	default: st_i(p, dt, i, f_to_i(v));
+	default: st_i(p, dt, i, kk_f64_to_i64(v));
 	}
 }
 
@@ -1879,8 +1867,8 @@ static int64_t epi_i(const la_gemm *g, int64_t v, int64_t yi)
 	if (g->act == KK_LA_ACT_RELU)
 		return v > 0 ? v : 0;
 	if (g->act == KK_LA_ACT_CLIP) {
-		v = (double)v < g->lo ? f_to_i(g->lo) : v;
-		return (double)v > g->hi ? f_to_i(g->hi) : v;
+		v = (double)v < g->lo ? kk_f64_to_i64(g->lo) : v;
+		return (double)v > g->hi ? kk_f64_to_i64(g->hi) : v;
 	}
 	return v;
 }
@@ -1904,9 +1892,10 @@ static void gemm_any_task(void *arg, int64_t begin, int64_t end, void *scratch)
 					acc += (uint64_t)ld_i(g->a, dt, a0 + p * g->a_cs) *
 					       (uint64_t)ld_i(g->b, dt, b0 + p * g->b_rs);
 				int64_t c = g->c ? ld_i(g->c, dt, ci) : 0;
+				double gemm = g->alpha * (double)(int64_t)acc + g->beta * (double)c;
 				int64_t v = g->kind == KK_LA_KIND_MATMUL || (g->alpha == 1.0 && g->beta == 1.0)
 				                ? (int64_t)(acc + (uint64_t)c)
-				                : f_to_i(g->alpha * (double)(int64_t)acc + g->beta * (double)c);
+				                : kk_f64_to_i64(gemm);
 				st_i(g->y, dt, yi, epi_i(g, v, yi));
 			} else if (g->kind == KK_LA_KIND_MATMUL && dt != KK_LA_DT_F64) {
 				float acc = 0.0f;

@@ -417,65 +417,70 @@ typedef struct rd_smx {
 	int log, dt;
 } rd_smx;
 
-/* inner == 1: one contiguous row per item. Three passes: max, exp and sum
- * (softmax keeps exp(x - max) in Y), then scale (or subtract the log sum). */
+/* Softmax (log: LogSoftmax) of x[0..n) into y, which may be x: one row of
+ * kk_softmax_f32, and of a reduction fusion's root. Three passes: max, exp
+ * and sum (softmax keeps exp(x - max) in y), then scale (or subtract the
+ * log sum). */
+static void rd_smx_row(const float *x, float *y, int64_t n, int log)
+{
+	kk_vf m0 = kk_splat(-KK_INFINITY), m1 = m0;
+	int64_t j = 0;
+	for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		m0 = rd_vmax(m0, kk_load(x + j));
+		m1 = rd_vmax(m1, kk_load(x + j + KK_VL));
+	}
+	for (; j + KK_VL <= n; j += KK_VL)
+		m0 = rd_vmax(m0, kk_load(x + j));
+	if (j < n)
+		m1 = rd_vmax(m1, rd_load_fill(x + j, n - j, -KK_INFINITY));
+	float mx = rd_hmax(rd_vmax(m0, m1));
+	if (mx == -KK_INFINITY)
+		mx = 0.0f; /* all -inf: keep exp's argument finite, as the interpreter */
+	kk_vf vm = kk_splat(mx), s0 = {0}, s1 = {0};
+	for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		kk_vf e0 = kk_exp(kk_load(x + j) - vm), e1 = kk_exp(kk_load(x + j + KK_VL) - vm);
+		if (!log) {
+			kk_store(y + j, e0);
+			kk_store(y + j + KK_VL, e1);
+		}
+		s0 += e0;
+		s1 += e1;
+	}
+	for (; j + KK_VL <= n; j += KK_VL) {
+		kk_vf e = kk_exp(kk_load(x + j) - vm);
+		if (!log)
+			kk_store(y + j, e);
+		s0 += e;
+	}
+	if (j < n) {
+		kk_vf e = kk_select(rd_mask(n - j), kk_exp(kk_load_n(x + j, n - j) - vm), kk_splat(0.0f));
+		if (!log)
+			kk_store_n(y + j, e, n - j);
+		s1 += e;
+	}
+	float sum = kk_hsum(s0 + s1);
+	if (log) {
+		kk_vf ls = kk_splat(logf(sum));
+		for (j = 0; j + KK_VL <= n; j += KK_VL)
+			kk_store(y + j, (kk_load(x + j) - vm) - ls);
+		if (j < n)
+			kk_store_n(y + j, (kk_load_n(x + j, n - j) - vm) - ls, n - j);
+	} else {
+		kk_vf inv = kk_splat(1.0f / sum);
+		for (j = 0; j + KK_VL <= n; j += KK_VL)
+			kk_store(y + j, kk_load(y + j) * inv);
+		if (j < n)
+			kk_store_n(y + j, kk_load_n(y + j, n - j) * inv, n - j);
+	}
+}
+
+/* inner == 1: one contiguous row per item. */
 static void rd_smx_rows(const void *arg, int64_t r0, int64_t r1)
 {
-	const rd_smx *s = arg;
-	int64_t n = s->dim;
-	for (int64_t r = r0; r < r1; r++) {
-		const float *x = (const float *)s->x + r * n;
-		float *y = (float *)s->y + r * n;
-		kk_vf m0 = kk_splat(-KK_INFINITY), m1 = m0;
-		int64_t j = 0;
-		for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-			m0 = rd_vmax(m0, kk_load(x + j));
-			m1 = rd_vmax(m1, kk_load(x + j + KK_VL));
-		}
-		for (; j + KK_VL <= n; j += KK_VL)
-			m0 = rd_vmax(m0, kk_load(x + j));
-		if (j < n)
-			m1 = rd_vmax(m1, rd_load_fill(x + j, n - j, -KK_INFINITY));
-		float mx = rd_hmax(rd_vmax(m0, m1));
-		if (mx == -KK_INFINITY)
-			mx = 0.0f; /* all -inf: keep exp's argument finite, as the interpreter */
-		kk_vf vm = kk_splat(mx), s0 = {0}, s1 = {0};
-		for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-			kk_vf e0 = kk_exp(kk_load(x + j) - vm), e1 = kk_exp(kk_load(x + j + KK_VL) - vm);
-			if (!s->log) {
-				kk_store(y + j, e0);
-				kk_store(y + j + KK_VL, e1);
-			}
-			s0 += e0;
-			s1 += e1;
-		}
-		for (; j + KK_VL <= n; j += KK_VL) {
-			kk_vf e = kk_exp(kk_load(x + j) - vm);
-			if (!s->log)
-				kk_store(y + j, e);
-			s0 += e;
-		}
-		if (j < n) {
-			kk_vf e = kk_select(rd_mask(n - j), kk_exp(kk_load_n(x + j, n - j) - vm), kk_splat(0.0f));
-			if (!s->log)
-				kk_store_n(y + j, e, n - j);
-			s1 += e;
-		}
-		float sum = kk_hsum(s0 + s1);
-		if (s->log) {
-			kk_vf ls = kk_splat(logf(sum));
-			for (j = 0; j + KK_VL <= n; j += KK_VL)
-				kk_store(y + j, (kk_load(x + j) - vm) - ls);
-			if (j < n)
-				kk_store_n(y + j, (kk_load_n(x + j, n - j) - vm) - ls, n - j);
-		} else {
-			kk_vf inv = kk_splat(1.0f / sum);
-			for (j = 0; j + KK_VL <= n; j += KK_VL)
-				kk_store(y + j, kk_load(y + j) * inv);
-			if (j < n)
-				kk_store_n(y + j, kk_load_n(y + j, n - j) * inv, n - j);
-		}
-	}
+	const rd_smx *sm = arg;
+	for (int64_t r = r0; r < r1; r++)
+		rd_smx_row((const float *)sm->x + r * sm->dim, (float *)sm->y + r * sm->dim, sm->dim,
+		           sm->log);
 }
 
 /* inner > 1: an item is one strip of up to KK_VL columns of one outer
@@ -603,55 +608,65 @@ static void rd_ln_stats(const rd_ln *l, int64_t r, double mean, double inv)
 		kk_dt_set_f64(l->inv, l->stash_dt, r, inv);
 }
 
+/* LayerNorm of x[0..n) into y, which may be x (sc, bi: n floats; bi may be
+ * NULL): one row of kk_layer_norm_f32, and of a reduction fusion's root;
+ * *mean and *inv get the row's statistics. */
+static void rd_ln_row(const float *x, float *y, int64_t n, const float *sc, const float *bi,
+                      float eps, float *mean_out, float *inv_out)
+{
+	kk_vf a0 = {0}, a1 = {0};
+	int64_t j = 0;
+	for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		a0 += kk_load(x + j);
+		a1 += kk_load(x + j + KK_VL);
+	}
+	for (; j + KK_VL <= n; j += KK_VL)
+		a0 += kk_load(x + j);
+	if (j < n)
+		a1 += kk_load_n(x + j, n - j);
+	float mean = kk_hsum(a0 + a1) / (float)n;
+	kk_vf vm = kk_splat(mean);
+	a0 = a1 = (kk_vf){0};
+	for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
+		kk_vf d0 = kk_load(x + j) - vm, d1 = kk_load(x + j + KK_VL) - vm;
+		a0 += d0 * d0;
+		a1 += d1 * d1;
+	}
+	for (; j + KK_VL <= n; j += KK_VL) {
+		kk_vf d = kk_load(x + j) - vm;
+		a0 += d * d;
+	}
+	if (j < n) {
+		kk_vf d = kk_select(rd_mask(n - j), kk_load_n(x + j, n - j) - vm, kk_splat(0.0f));
+		a1 += d * d;
+	}
+	float var = kk_hsum(a0 + a1) / (float)n;
+	float inv = 1.0f / sqrtf(var + eps);
+	kk_vf vi = kk_splat(inv);
+	*mean_out = mean;
+	*inv_out = inv;
+	for (j = 0; j + KK_VL <= n; j += KK_VL) {
+		kk_vf v = (kk_load(x + j) - vm) * vi * kk_load(sc + j);
+		if (bi)
+			v += kk_load(bi + j);
+		kk_store(y + j, v);
+	}
+	if (j < n) {
+		kk_vf v = (kk_load_n(x + j, n - j) - vm) * vi * kk_load_n(sc + j, n - j);
+		if (bi)
+			v += kk_load_n(bi + j, n - j);
+		kk_store_n(y + j, v, n - j);
+	}
+}
+
 static void rd_ln_f32(const void *arg, int64_t r0, int64_t r1)
 {
 	const rd_ln *l = arg;
 	int64_t n = l->dim;
-	const float *sc = l->scale, *bi = l->bias;
 	for (int64_t r = r0; r < r1; r++) {
-		const float *x = (const float *)l->x + r * n;
-		float *y = (float *)l->y + r * n;
-		kk_vf a0 = {0}, a1 = {0};
-		int64_t j = 0;
-		for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-			a0 += kk_load(x + j);
-			a1 += kk_load(x + j + KK_VL);
-		}
-		for (; j + KK_VL <= n; j += KK_VL)
-			a0 += kk_load(x + j);
-		if (j < n)
-			a1 += kk_load_n(x + j, n - j);
-		float mean = kk_hsum(a0 + a1) / (float)n;
-		kk_vf vm = kk_splat(mean);
-		a0 = a1 = (kk_vf){0};
-		for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-			kk_vf d0 = kk_load(x + j) - vm, d1 = kk_load(x + j + KK_VL) - vm;
-			a0 += d0 * d0;
-			a1 += d1 * d1;
-		}
-		for (; j + KK_VL <= n; j += KK_VL) {
-			kk_vf d = kk_load(x + j) - vm;
-			a0 += d * d;
-		}
-		if (j < n) {
-			kk_vf d = kk_select(rd_mask(n - j), kk_load_n(x + j, n - j) - vm, kk_splat(0.0f));
-			a1 += d * d;
-		}
-		float var = kk_hsum(a0 + a1) / (float)n;
-		float inv = 1.0f / sqrtf(var + (float)l->eps);
-		kk_vf vi = kk_splat(inv);
-		for (j = 0; j + KK_VL <= n; j += KK_VL) {
-			kk_vf v = (kk_load(x + j) - vm) * vi * kk_load(sc + j);
-			if (bi)
-				v += kk_load(bi + j);
-			kk_store(y + j, v);
-		}
-		if (j < n) {
-			kk_vf v = (kk_load_n(x + j, n - j) - vm) * vi * kk_load_n(sc + j, n - j);
-			if (bi)
-				v += kk_load_n(bi + j, n - j);
-			kk_store_n(y + j, v, n - j);
-		}
+		float mean, inv;
+		rd_ln_row((const float *)l->x + r * n, (float *)l->y + r * n, n, l->scale, l->bias,
+		          (float)l->eps, &mean, &inv);
 		rd_ln_stats(l, r, mean, inv);
 	}
 }
@@ -721,108 +736,6 @@ KK_KERNEL(kk_layer_norm_any)
 }
 
 /* ---- reduction fusion ----------------------------------------------------- */
-
-/* Softmax (log: LogSoftmax) of x[0..n) into y, which may be x: the
- * arithmetic of kk_softmax_f32's rows. */
-static void rd_rf_softmax_row(const float *x, float *y, int64_t n, int log)
-{
-	kk_vf m0 = kk_splat(-KK_INFINITY), m1 = m0;
-	int64_t j = 0;
-	for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-		m0 = rd_vmax(m0, kk_load(x + j));
-		m1 = rd_vmax(m1, kk_load(x + j + KK_VL));
-	}
-	for (; j + KK_VL <= n; j += KK_VL)
-		m0 = rd_vmax(m0, kk_load(x + j));
-	if (j < n)
-		m1 = rd_vmax(m1, rd_load_fill(x + j, n - j, -KK_INFINITY));
-	float mx = rd_hmax(rd_vmax(m0, m1));
-	if (mx == -KK_INFINITY)
-		mx = 0.0f; /* all -inf: keep exp's argument finite, as the interpreter */
-	kk_vf vm = kk_splat(mx), s0 = {0}, s1 = {0};
-	for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-		kk_vf e0 = kk_exp(kk_load(x + j) - vm), e1 = kk_exp(kk_load(x + j + KK_VL) - vm);
-		if (!log) {
-			kk_store(y + j, e0);
-			kk_store(y + j + KK_VL, e1);
-		}
-		s0 += e0;
-		s1 += e1;
-	}
-	for (; j + KK_VL <= n; j += KK_VL) {
-		kk_vf e = kk_exp(kk_load(x + j) - vm);
-		if (!log)
-			kk_store(y + j, e);
-		s0 += e;
-	}
-	if (j < n) {
-		kk_vf e = kk_select(rd_mask(n - j), kk_exp(kk_load_n(x + j, n - j) - vm), kk_splat(0.0f));
-		if (!log)
-			kk_store_n(y + j, e, n - j);
-		s1 += e;
-	}
-	float sum = kk_hsum(s0 + s1);
-	if (log) {
-		kk_vf ls = kk_splat(logf(sum));
-		for (j = 0; j + KK_VL <= n; j += KK_VL)
-			kk_store(y + j, (kk_load(x + j) - vm) - ls);
-		if (j < n)
-			kk_store_n(y + j, (kk_load_n(x + j, n - j) - vm) - ls, n - j);
-	} else {
-		kk_vf inv = kk_splat(1.0f / sum);
-		for (j = 0; j + KK_VL <= n; j += KK_VL)
-			kk_store(y + j, kk_load(y + j) * inv);
-		if (j < n)
-			kk_store_n(y + j, kk_load_n(y + j, n - j) * inv, n - j);
-	}
-}
-
-/* LayerNorm of x[0..n) into y, which may be x: the arithmetic of
- * kk_layer_norm_f32's rows (sc, bi: n floats; bi may be NULL). */
-static void rd_rf_ln_row(const float *x, float *y, int64_t n, const float *sc, const float *bi,
-                         float eps)
-{
-	kk_vf a0 = {0}, a1 = {0};
-	int64_t j = 0;
-	for (; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-		a0 += kk_load(x + j);
-		a1 += kk_load(x + j + KK_VL);
-	}
-	for (; j + KK_VL <= n; j += KK_VL)
-		a0 += kk_load(x + j);
-	if (j < n)
-		a1 += kk_load_n(x + j, n - j);
-	float mean = kk_hsum(a0 + a1) / (float)n;
-	kk_vf vm = kk_splat(mean);
-	a0 = a1 = (kk_vf){0};
-	for (j = 0; j + 2 * KK_VL <= n; j += 2 * KK_VL) {
-		kk_vf d0 = kk_load(x + j) - vm, d1 = kk_load(x + j + KK_VL) - vm;
-		a0 += d0 * d0;
-		a1 += d1 * d1;
-	}
-	for (; j + KK_VL <= n; j += KK_VL) {
-		kk_vf d = kk_load(x + j) - vm;
-		a0 += d * d;
-	}
-	if (j < n) {
-		kk_vf d = kk_select(rd_mask(n - j), kk_load_n(x + j, n - j) - vm, kk_splat(0.0f));
-		a1 += d * d;
-	}
-	float var = kk_hsum(a0 + a1) / (float)n;
-	kk_vf vi = kk_splat(1.0f / sqrtf(var + eps));
-	for (j = 0; j + KK_VL <= n; j += KK_VL) {
-		kk_vf v = (kk_load(x + j) - vm) * vi * kk_load(sc + j);
-		if (bi)
-			v += kk_load(bi + j);
-		kk_store(y + j, v);
-	}
-	if (j < n) {
-		kk_vf v = (kk_load_n(x + j, n - j) - vm) * vi * kk_load_n(sc + j, n - j);
-		if (bi)
-			v += kk_load_n(bi + j, n - j);
-		kk_store_n(y + j, v, n - j);
-	}
-}
 
 /* A prologue or epilogue program (kk_params_reduce.h, KK_RFP_*). */
 typedef struct rd_rf_prog {
@@ -1043,10 +956,12 @@ static void rd_rf_step(const rd_rf *f, int64_t *off, int64_t *idx)
 /* The root over one row. */
 static void rd_rf_root(const rd_rf *f, const float *x, float *y)
 {
+	float mean, inv;
 	if (f->kind == KK_RF_LAYER_NORM)
-		rd_rf_ln_row(x, y, f->len, f->t[f->scale], f->bias >= 0 ? f->t[f->bias] : NULL, f->eps);
+		rd_ln_row(x, y, f->len, f->t[f->scale], f->bias >= 0 ? f->t[f->bias] : NULL, f->eps,
+		          &mean, &inv);
 	else
-		rd_rf_softmax_row(x, y, f->len, f->kind == KK_RF_LOG_SOFTMAX);
+		rd_smx_row(x, y, f->len, f->kind == KK_RF_LOG_SOFTMAX);
 }
 
 /* Rows [r0, r1) one by one (rows longer than a register block), with the
