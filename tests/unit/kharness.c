@@ -46,6 +46,67 @@ kiln_value *kh_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims
 	return v;
 }
 
+kiln_graph *kh_graph(void)
+{
+	kiln_graph *g = kiln_graph_create("t", NULL);
+	assert_non_null(g);
+	return g;
+}
+
+kiln_node *kh_node(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, int n_out)
+{
+	kiln_node *n = kiln_graph_add_node(g, op, NULL, in, n_in, NULL, n_out);
+	assert_non_null(n);
+	return n;
+}
+
+kiln_node *kh_add(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, int n_out)
+{
+	kiln_node *n = kh_node(g, op, in, n_in, n_out);
+	for (int i = 0; i < n_out; i++)
+		assert_int_equal(kiln_graph_add_output(g, n->outputs[i]), KILN_OK);
+	return n;
+}
+
+kiln_value *kh_op(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, kiln_node **out)
+{
+	kiln_node *n = kh_node(g, op, in, n_in, 1);
+	kiln_diag d;
+	kiln_diag_init(&d, "test");
+	assert_int_equal(kiln_infer_node(n, &d), KILN_OK);
+	if (out)
+		*out = n;
+	return n->outputs[0];
+}
+
+kiln_value *kh_op1(kiln_graph *g, kiln_op op, kiln_value *a)
+{
+	return kh_op(g, op, &a, 1, NULL);
+}
+
+kiln_value *kh_op2(kiln_graph *g, kiln_op op, kiln_value *a, kiln_value *b)
+{
+	kiln_value *in[2] = {a, b};
+	return kh_op(g, op, in, 2, NULL);
+}
+
+void kh_finish(kiln_graph *g)
+{
+	kiln_diag d;
+	kiln_diag_init(&d, "test");
+	assert_int_equal(kiln_infer_shapes(g, &d), KILN_OK);
+	assert_int_equal(kiln_graph_verify(g, &d), KILN_OK);
+}
+
+void kh_typecheck(kiln_graph *g, const char *what)
+{
+	kiln_diag d;
+	kiln_diag_init(&d, NULL);
+	d.fn = NULL;
+	if (kiln_infer_shapes(g, &d) != KILN_OK || kiln_graph_verify(g, &d) != KILN_OK)
+		fail_msg("%s: graph does not verify: %s", what, d.last);
+}
+
 kh_opts kh_defaults(void)
 {
 	return (kh_opts){.rtol = 1e-5, .atol = 1e-6, .threads = 3, .seed = 1, .lo = -2, .hi = 2};
@@ -239,6 +300,29 @@ void kh_check(const kiln_graph *g, const kh_opts *o)
 	char msg[1024];
 	if (kh_run(g, o, msg, sizeof msg) != KILN_OK)
 		fail_msg("%s", msg);
+}
+
+void kh_check_threads(kiln_graph *g, const char *what, kh_opts o)
+{
+	kh_typecheck(g, what);
+	char msg[1024];
+	for (int th = 1; th <= 3; th += 2) {
+		o.threads = th;
+		o.seed = (uint64_t)th * 7 + 1;
+		if (kh_run(g, &o, msg, sizeof msg) != KILN_OK) {
+			kiln_graph_destroy(g);
+			fail_msg("%s (threads %d): %s", what, th, msg);
+		}
+	}
+	kiln_graph_destroy(g);
+}
+
+void kh_check_tol(kiln_graph *g, const char *what, double rtol, double atol)
+{
+	kh_opts o = kh_defaults();
+	o.rtol = rtol;
+	o.atol = atol;
+	kh_check_threads(g, what, o);
 }
 
 /* ---- test data and graph comparison ---- */

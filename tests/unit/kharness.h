@@ -36,6 +36,12 @@ void kh_check(const kiln_graph *g, const kh_opts *o);
  * instead of failing (for tests that expect a lowering error). */
 kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_size);
 
+/* kh_typecheck(g, what), then kh_run at 1 and 3 threads (seed 7 * threads
+ * + 1); fails the test with what, the thread count and the message. Destroys
+ * g either way. kh_check_tol: the same with kh_defaults() but rtol, atol. */
+void kh_check_threads(kiln_graph *g, const char *what, kh_opts o);
+void kh_check_tol(kiln_graph *g, const char *what, double rtol, double atol);
+
 /* Building test graphs: DIMS(2, 3) is a dims array, NDIMS its length,
  * SHAPE(2, 3) both (rank, dims) for functions that take them. */
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
@@ -45,6 +51,23 @@ kiln_status kh_run(const kiln_graph *g, const kh_opts *o, char *msg, size_t msg_
 kiln_type kh_type(kiln_dtype dt, int rank, const int64_t *dims);
 /* A new graph input of that type (fails the test on OOM). */
 kiln_value *kh_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+/* A new empty graph named "t" (fails the test on OOM). */
+kiln_graph *kh_graph(void);
+/* Appends op over in[0..n_in) with n_out outputs, shapes not inferred
+ * (fails the test on OOM). kh_add: the same, and makes every output a graph
+ * output. */
+kiln_node *kh_node(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, int n_out);
+kiln_node *kh_add(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, int n_out);
+/* Appends op over in[0..n_in) with one output and infers its shape (fails
+ * the test if it does not infer); *out (when not NULL) gets the node.
+ * kh_op1, kh_op2: one and two inputs. */
+kiln_value *kh_op(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, kiln_node **out);
+kiln_value *kh_op1(kiln_graph *g, kiln_op op, kiln_value *a);
+kiln_value *kh_op2(kiln_graph *g, kiln_op op, kiln_value *a, kiln_value *b);
+/* Infers every shape of g and verifies it: kh_finish asserts both succeed,
+ * kh_typecheck fails the test with "what: graph does not verify: ...". */
+void kh_finish(kiln_graph *g);
+void kh_typecheck(kiln_graph *g, const char *what);
 
 /* Test data: seeded pseudo-random doubles in [0, 1); an f32 constant with
  * elements uniform in [lo, hi); an f32 scalar constant. */

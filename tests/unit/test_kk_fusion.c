@@ -35,19 +35,6 @@ static kiln_value *const_rand(kiln_graph *g, int rank, const int64_t *dims, doub
 	return kh_const_rand(g, &rng_state, rank, dims, lo, hi);
 }
 
-static kiln_value *node(kiln_graph *g, kiln_op op, kiln_value *const *in, int n_in, kiln_node **out)
-{
-	kiln_node *n = kiln_graph_add_node(g, op, NULL, in, n_in, NULL, 1);
-	assert_non_null(n);
-	kiln_diag d;
-	kiln_diag_init(&d, "test");
-	if (op != KILN_OP_CONV && op != KILN_OP_GEMM) /* attributes come later */
-		assert_int_equal(kiln_infer_node(n, &d), KILN_OK);
-	if (out)
-		*out = n;
-	return n->outputs[0];
-}
-
 /* What follows the product. */
 typedef struct tail {
 	bool bn;       /* BatchNormalization on dim 1 */
@@ -71,7 +58,7 @@ static void finish(kiln_graph *g, kiln_value *y, const tail *t, int channel_dim)
 		                     const_rand(g, SHAPE(ch), -0.5, 0.5),
 		                     const_rand(g, SHAPE(ch), 0.5, 2.0)};
 		kiln_node *bn;
-		y = node(g, KILN_OP_BATCH_NORM, in, 5, &bn);
+		y = kh_op(g, KILN_OP_BATCH_NORM, in, 5, &bn);
 		assert_int_equal(kiln_node_set_float(g, bn, "epsilon", 1e-3f), KILN_OK);
 	}
 	if (t->bias) {
@@ -82,24 +69,24 @@ static void finish(kiln_graph *g, kiln_value *y, const tail *t, int channel_dim)
 			dims[i] = i == 0 ? y->type.dims[ch] : 1;
 		kiln_value *b = const_rand(g, rank, dims, -1, 1);
 		kiln_value *in[2] = {t->bias == 1 ? y : b, t->bias == 1 ? b : y};
-		y = node(g, KILN_OP_ADD, in, 2, NULL);
+		y = kh_op(g, KILN_OP_ADD, in, 2, NULL);
 	}
 	if (t->residual) {
 		kiln_value *r = kh_input(g, KILN_DT_F32, y->type.rank, y->type.dims);
 		kiln_value *in[2] = {t->residual == 1 ? y : r, t->residual == 1 ? r : y};
-		y = node(g, KILN_OP_ADD, in, 2, NULL);
+		y = kh_op(g, KILN_OP_ADD, in, 2, NULL);
 	}
 	if (t->act == 1) {
-		y = node(g, KILN_OP_RELU, &y, 1, NULL);
+		y = kh_op(g, KILN_OP_RELU, &y, 1, NULL);
 	} else if (t->act >= 4) {
 		kiln_node *gn;
-		y = node(g, KILN_OP_GELU, &y, 1, &gn);
+		y = kh_op(g, KILN_OP_GELU, &y, 1, &gn);
 		if (t->act == 5)
 			assert_int_equal(kiln_node_set_string(g, gn, "approximate", "tanh"), KILN_OK);
 	} else if (t->act >= 2) {
 		kiln_value *in[3] = {y, kh_scalar(g, t->act == 2 ? 0.0f : -0.5f),
 		                     t->act == 2 ? kh_scalar(g, 6.0f) : NULL};
-		y = node(g, KILN_OP_CLIP, in, t->act == 2 ? 3 : 2, NULL);
+		y = kh_op(g, KILN_OP_CLIP, in, t->act == 2 ? 3 : 2, NULL);
 	}
 	assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
 	assert_int_equal(kiln_infer_shapes(g, &d), KILN_OK);
@@ -158,13 +145,12 @@ typedef struct conv_case {
 
 static void conv_run(const conv_case *cc, const tail *t)
 {
-	kiln_graph *g = kiln_graph_create("t", NULL);
-	assert_non_null(g);
+	kiln_graph *g = kh_graph();
 	kiln_value *in[3] = {kh_input(g, KILN_DT_F32, SHAPE(cc->n, cc->c, cc->h, cc->w)),
 	                     const_rand(g, SHAPE(cc->m, cc->c / cc->group, cc->k, cc->k), -0.5, 0.5),
 	                     cc->bias ? const_rand(g, SHAPE(cc->m), -1, 1) : NULL};
-	kiln_node *conv;
-	kiln_value *y = node(g, KILN_OP_CONV, in, cc->bias ? 3 : 2, &conv);
+	kiln_node *conv = kh_node(g, KILN_OP_CONV, in, cc->bias ? 3 : 2, 1);
+	kiln_value *y = conv->outputs[0];
 	int64_t ks[2] = {cc->k, cc->k}, st[2] = {cc->stride, cc->stride};
 	int64_t pads[4] = {cc->pad, cc->pad, cc->pad, cc->pad};
 	assert_int_equal(kiln_node_set_ints(g, conv, "kernel_shape", ks, 2), KILN_OK);
@@ -228,16 +214,15 @@ static void test_gemm_tails(void **state)
 	};
 	for (int variant = 0; variant < 4; variant++)
 		for (size_t j = 0; j < sizeof tails / sizeof *tails; j++) {
-			kiln_graph *g = kiln_graph_create("t", NULL);
-			assert_non_null(g);
+			kiln_graph *g = kh_graph();
 			int64_t m = 3 + variant * 4, k = 17 + variant, n = 33 - variant * 5;
 			bool tb = variant & 1, with_c = variant >= 2;
 			kiln_value *in[3] = {kh_input(g, KILN_DT_F32, SHAPE(m, k)),
 			                     tb ? const_rand(g, SHAPE(n, k), -1, 1)
 			                        : const_rand(g, SHAPE(k, n), -1, 1),
 			                     with_c ? const_rand(g, SHAPE(n), -1, 1) : NULL};
-			kiln_node *gemm;
-			kiln_value *y = node(g, KILN_OP_GEMM, in, with_c ? 3 : 2, &gemm);
+			kiln_node *gemm = kh_node(g, KILN_OP_GEMM, in, with_c ? 3 : 2, 1);
+			kiln_value *y = gemm->outputs[0];
 			assert_int_equal(kiln_node_set_int(g, gemm, "transB", tb), KILN_OK);
 			if (variant == 3) {
 				assert_int_equal(kiln_node_set_float(g, gemm, "alpha", 0.5f), KILN_OK);
@@ -263,8 +248,7 @@ static void test_matmul_tails(void **state)
 	                             {.bias = 1, .act = 4}, {.act = 5}};
 	for (int variant = 0; variant < 2; variant++)
 		for (size_t j = 0; j < sizeof tails / sizeof *tails; j++) {
-			kiln_graph *g = kiln_graph_create("t", NULL);
-			assert_non_null(g);
+			kiln_graph *g = kh_graph();
 			kiln_value *in[2];
 			if (variant == 0) {
 				in[0] = kh_input(g, KILN_DT_F32, SHAPE(2, 3, 5, 7));
@@ -273,7 +257,7 @@ static void test_matmul_tails(void **state)
 				in[0] = kh_input(g, KILN_DT_F32, SHAPE(4, 13, 6));
 				in[1] = kh_input(g, KILN_DT_F32, SHAPE(4, 6, 37));
 			}
-			kiln_value *y = node(g, KILN_OP_MATMUL, in, 2, NULL);
+			kiln_value *y = kh_op(g, KILN_OP_MATMUL, in, 2, NULL);
 			finish(g, y, &tails[j], y->type.rank - 1);
 			check_optimised(g, &tails[j], 1);
 			kiln_graph_destroy(g);
@@ -293,20 +277,20 @@ static void test_resnet_block(void **state)
 	kiln_diag_init(&d, "test");
 	for (int layer = 0; layer < 2; layer++) {
 		kiln_value *in[2] = {y, const_rand(g, SHAPE(16, 16, 3, 3), -0.3, 0.3)};
-		kiln_node *conv;
-		y = node(g, KILN_OP_CONV, in, 2, &conv);
+		kiln_node *conv = kh_node(g, KILN_OP_CONV, in, 2, 1);
+		y = conv->outputs[0];
 		int64_t ks[2] = {3, 3}, pads[4] = {1, 1, 1, 1};
 		assert_int_equal(kiln_node_set_ints(g, conv, "kernel_shape", ks, 2), KILN_OK);
 		assert_int_equal(kiln_node_set_ints(g, conv, "pads", pads, 4), KILN_OK);
 		assert_int_equal(kiln_infer_node(conv, NULL), KILN_OK);
 		kiln_value *bn[5] = {y, const_rand(g, SHAPE(16), 0.5, 1.5), const_rand(g, SHAPE(16), -0.5, 0.5),
 		                     const_rand(g, SHAPE(16), -0.5, 0.5), const_rand(g, SHAPE(16), 0.5, 2.0)};
-		y = node(g, KILN_OP_BATCH_NORM, bn, 5, NULL);
+		y = kh_op(g, KILN_OP_BATCH_NORM, bn, 5, NULL);
 		if (layer == 1) {
 			kiln_value *a[2] = {y, x};
-			y = node(g, KILN_OP_ADD, a, 2, NULL);
+			y = kh_op(g, KILN_OP_ADD, a, 2, NULL);
 		}
-		y = node(g, KILN_OP_RELU, &y, 1, NULL);
+		y = kh_op(g, KILN_OP_RELU, &y, 1, NULL);
 	}
 	assert_int_equal(kiln_graph_add_output(g, y), KILN_OK);
 	assert_int_equal(kiln_infer_shapes(g, &d), KILN_OK);
@@ -331,12 +315,11 @@ static void test_resnet_block(void **state)
 static void test_unlowerable_body(void **state)
 {
 	(void)state;
-	kiln_graph *g = kiln_graph_create("t", NULL);
-	assert_non_null(g);
+	kiln_graph *g = kh_graph();
 	kiln_graph *b = kiln_graph_create_body(g, "f");
 	kiln_value *bx = kh_input(b, KILN_DT_F32, SHAPE(4));
-	kiln_value *r = node(b, KILN_OP_RELU, &bx, 1, NULL);
-	kiln_value *s = node(b, KILN_OP_SIGMOID, &r, 1, NULL);
+	kiln_value *r = kh_op(b, KILN_OP_RELU, &bx, 1, NULL);
+	kiln_value *s = kh_op(b, KILN_OP_SIGMOID, &r, 1, NULL);
 	assert_int_equal(kiln_graph_add_output(b, s), KILN_OK);
 	kiln_diag d;
 	kiln_diag_init(&d, "test");

@@ -50,13 +50,6 @@ static void ref_sgemm(void *user, int32_t ta, int32_t tb, int64_t m, int64_t n, 
 		}
 }
 
-static kiln_graph *new_graph(void)
-{
-	kiln_graph *g = kiln_graph_create("t", NULL);
-	assert_non_null(g);
-	return g;
-}
-
 static uint64_t seed = 0x9e3779b97f4a7c15ull;
 
 /* A graph input, or a constant in [-2, 2) when konst. */
@@ -66,28 +59,11 @@ static kiln_value *operand(kiln_graph *g, bool konst, int rank, const int64_t *d
 	             : kh_input(g, KILN_DT_F32, rank, dims);
 }
 
-static kiln_node *add(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in)
-{
-	kiln_node *n = kiln_graph_add_node(g, op, NULL, ins, n_in, NULL, 1);
-	assert_non_null(n);
-	assert_int_equal(kiln_graph_add_output(g, n->outputs[0]), KILN_OK);
-	return n;
-}
-
-static void typecheck(kiln_graph *g, const char *what)
-{
-	kiln_diag d;
-	kiln_diag_init(&d, NULL);
-	d.fn = NULL;
-	if (kiln_infer_shapes(g, &d) != KILN_OK || kiln_graph_verify(g, &d) != KILN_OK)
-		fail_msg("%s: graph does not verify: %s", what, d.last);
-}
-
 /* Checks g with host GEMM at 1 and 3 threads: results, the contract, and
  * want sgemm calls per run. Destroys g. */
 static void check(kiln_graph *g, const char *what, int want)
 {
-	typecheck(g, what);
+	kh_typecheck(g, what);
 	kh_opts o = kh_defaults();
 	o.rtol = 1e-4;
 	o.atol = 2e-4;
@@ -118,7 +94,7 @@ static void check(kiln_graph *g, const char *what, int want)
 static void gemm_case(int64_t m, int64_t n, int64_t k, bool ta, bool tb, double alpha,
                       double beta, int c_shape, bool const_b)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[3];
 	in[0] = ta ? operand(g, false, SHAPE(k, m)) : operand(g, false, SHAPE(m, k));
 	in[1] = tb ? operand(g, const_b, SHAPE(n, k)) : operand(g, const_b, SHAPE(k, n));
@@ -132,7 +108,7 @@ static void gemm_case(int64_t m, int64_t n, int64_t k, bool ta, bool tb, double 
 	case 5: in[n_in++] = operand(g, false, SHAPE(1, 1)); break;
 	default: break;
 	}
-	kiln_node *nd = add(g, KILN_OP_GEMM, in, n_in);
+	kiln_node *nd = kh_add(g, KILN_OP_GEMM, in, n_in, 1);
 	if (ta)
 		kiln_node_set_int(g, nd, "transA", 1);
 	if (tb)
@@ -173,9 +149,9 @@ static void test_gemm_host(void **state)
 static void matmul_case(int ra, const int64_t *da, int rb, const int64_t *db, bool const_b,
                         int want)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[2] = {operand(g, false, ra, da), operand(g, const_b, rb, db)};
-	add(g, KILN_OP_MATMUL, in, 2);
+	kh_add(g, KILN_OP_MATMUL, in, 2, 1);
 	char what[128];
 	snprintf(what, sizeof what, "MatMul rank %d [%lld...] x rank %d [%lld...] const B %d", ra,
 	         (long long)da[0], rb, (long long)db[0], const_b);
@@ -222,7 +198,7 @@ typedef struct conv_spec {
 
 static void conv_case(const conv_spec *s, bool const_w, int want)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	int64_t xd[5] = {s->n, s->c}, wd[5] = {s->m, s->c / s->group};
 	for (int i = 0; i < s->ns; i++) {
 		xd[2 + i] = s->in[i];
@@ -232,7 +208,7 @@ static void conv_case(const conv_spec *s, bool const_w, int want)
 	int n_in = 2;
 	if (s->bias)
 		in[n_in++] = operand(g, true, SHAPE(s->m));
-	kiln_node *nd = add(g, KILN_OP_CONV, in, n_in);
+	kiln_node *nd = kh_add(g, KILN_OP_CONV, in, n_in, 1);
 	if (s->group != 1)
 		kiln_node_set_int(g, nd, "group", s->group);
 	if (s->strides[0])
@@ -315,7 +291,7 @@ static void test_conv_host(void **state)
  * whether the lowering replaced (packed) any input. */
 static const char *lowered(kiln_graph *g, bool host, bool *packed)
 {
-	typecheck(g, "lowered");
+	kh_typecheck(g, "lowered");
 	kiln_cpu_target t = {.vl = KK_VL, .arch = KILN_CPU_ARCH_X86_64, .host_gemm = host};
 	kiln_arena *a = kiln_arena_create(NULL);
 	kiln_kcall *c = calloc(1, sizeof *c);
@@ -340,33 +316,33 @@ static void test_kernel_choice(void **state)
 	(void)state;
 	bool packed;
 	/* f32 Gemm with constant weights: plain weights for the host, packed for kiln */
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[3] = {kh_input(g, KILN_DT_F32, SHAPE(2, 8)), operand(g, true, SHAPE(8, 5))};
-	add(g, KILN_OP_GEMM, in, 2);
+	kh_add(g, KILN_OP_GEMM, in, 2, 1);
 	assert_string_equal(lowered(g, true, &packed), "kk_gemm_host_f32");
 	assert_false(packed);
 	assert_string_equal(lowered(g, false, &packed), "kk_gemm_f32");
 	assert_true(packed);
 	kiln_graph_destroy(g);
 	/* other dtypes keep their kernels */
-	g = new_graph();
+	g = kh_graph();
 	in[0] = kh_input(g, KILN_DT_F64, SHAPE(2, 8));
 	in[1] = kh_input(g, KILN_DT_F64, SHAPE(8, 5));
-	add(g, KILN_OP_MATMUL, in, 2);
+	kh_add(g, KILN_OP_MATMUL, in, 2, 1);
 	assert_string_equal(lowered(g, true, &packed), "kk_gemm_any");
 	kiln_graph_destroy(g);
 	/* Conv: im2col on the host; depthwise keeps its own kernel */
-	g = new_graph();
+	g = kh_graph();
 	in[0] = kh_input(g, KILN_DT_F32, SHAPE(1, 4, 6, 6));
 	in[1] = operand(g, true, SHAPE(8, 4, 3, 3));
-	add(g, KILN_OP_CONV, in, 2);
+	kh_add(g, KILN_OP_CONV, in, 2, 1);
 	assert_string_equal(lowered(g, true, &packed), "kk_conv_host_f32");
 	assert_false(packed);
 	kiln_graph_destroy(g);
-	g = new_graph();
+	g = kh_graph();
 	in[0] = kh_input(g, KILN_DT_F32, SHAPE(1, 4, 6, 6));
 	in[1] = operand(g, true, SHAPE(4, 1, 3, 3));
-	kiln_node *nd = add(g, KILN_OP_CONV, in, 2);
+	kiln_node *nd = kh_add(g, KILN_OP_CONV, in, 2, 1);
 	kiln_node_set_int(g, nd, "group", 4);
 	assert_string_equal(lowered(g, true, &packed), "kk_conv_dw_f32");
 	kiln_graph_destroy(g);
@@ -376,7 +352,7 @@ static void test_kernel_choice(void **state)
 static void test_fused_keeps_kiln(void **state)
 {
 	(void)state;
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[3] = {kh_input(g, KILN_DT_F32, SHAPE(1, 3, 8, 8)),
 	                     operand(g, true, SHAPE(6, 3, 3, 3)), operand(g, true, SHAPE(6))};
 	kiln_node *conv = kiln_graph_add_node(g, KILN_OP_CONV, NULL, in, 3, NULL, 1);
@@ -384,7 +360,7 @@ static void test_fused_keeps_kiln(void **state)
 	kiln_node *relu = kiln_graph_add_node(g, KILN_OP_RELU, NULL, conv->outputs, 1, NULL, 1);
 	assert_non_null(relu);
 	assert_int_equal(kiln_graph_add_output(g, relu->outputs[0]), KILN_OK);
-	typecheck(g, "Conv+Relu");
+	kh_typecheck(g, "Conv+Relu");
 	kiln_diag d;
 	kiln_diag_init(&d, NULL);
 	d.fn = NULL;

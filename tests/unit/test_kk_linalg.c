@@ -23,14 +23,6 @@
 #include "kharness.h"
 #include "kk_params_linalg.h"
 
-
-static kiln_graph *new_graph(void)
-{
-	kiln_graph *g = kiln_graph_create("t", NULL);
-	assert_non_null(g);
-	return g;
-}
-
 /* A constant with pseudo-random elements in [-2, 2] (integers: -2..2). */
 static kiln_value *const_rand(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
 {
@@ -57,42 +49,6 @@ static kiln_value *operand(kiln_graph *g, bool konst, kiln_dtype dt, int rank,
 	return konst ? const_rand(g, dt, rank, dims) : kh_input(g, dt, rank, dims);
 }
 
-static kiln_node *add(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in)
-{
-	kiln_node *n = kiln_graph_add_node(g, op, NULL, ins, n_in, NULL, 1);
-	assert_non_null(n);
-	assert_int_equal(kiln_graph_add_output(g, n->outputs[0]), KILN_OK);
-	return n;
-}
-
-static void typecheck(kiln_graph *g, const char *what)
-{
-	kiln_diag d;
-	kiln_diag_init(&d, NULL);
-	d.fn = NULL;
-	if (kiln_infer_shapes(g, &d) != KILN_OK || kiln_graph_verify(g, &d) != KILN_OK)
-		fail_msg("%s: graph does not verify: %s", what, d.last);
-}
-
-/* Checks g at 1 and 3 threads, then destroys it. */
-static void check(kiln_graph *g, const char *what, double rtol, double atol)
-{
-	typecheck(g, what);
-	kh_opts o = kh_defaults();
-	o.rtol = rtol;
-	o.atol = atol;
-	char msg[1024];
-	for (int th = 1; th <= 3; th += 2) {
-		o.threads = th;
-		o.seed = (uint64_t)th * 7 + 1;
-		if (kh_run(g, &o, msg, sizeof msg) != KILN_OK) {
-			kiln_graph_destroy(g);
-			fail_msg("%s (threads %d): %s", what, th, msg);
-		}
-	}
-	kiln_graph_destroy(g);
-}
-
 static double rtol_for(kiln_dtype dt)
 {
 	return dt == KILN_DT_F32 ? 1e-4 : 0.0;
@@ -109,7 +65,7 @@ static double atol_for(kiln_dtype dt)
 static void gemm_case(kiln_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
                       double alpha, double beta, int c_rank, bool const_a, bool const_b)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[3];
 	in[0] = ta ? operand(g, const_a, dt, SHAPE(k, m)) : operand(g, const_a, dt, SHAPE(m, k));
 	in[1] = tb ? operand(g, const_b, dt, SHAPE(n, k)) : operand(g, const_b, dt, SHAPE(k, n));
@@ -122,7 +78,7 @@ static void gemm_case(kiln_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, b
 		in[n_in++] = kh_input(g, dt, SHAPE(m, n));
 	else if (c_rank == 3)
 		in[n_in++] = kh_input(g, dt, SHAPE(m, 1));
-	kiln_node *nd = add(g, KILN_OP_GEMM, in, n_in);
+	kiln_node *nd = kh_add(g, KILN_OP_GEMM, in, n_in, 1);
 	if (ta)
 		kiln_node_set_int(g, nd, "transA", 1);
 	if (tb)
@@ -135,7 +91,7 @@ static void gemm_case(kiln_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, b
 	snprintf(what, sizeof what, "Gemm %s %lldx%lldx%lld ta%d tb%d a%g b%g c%d const %d%d",
 	         kiln_dtype_name(dt), (long long)m, (long long)n, (long long)k, ta, tb, alpha, beta,
 	         c_rank, const_a, const_b);
-	check(g, what, rtol_for(dt), atol_for(dt));
+	kh_check_tol(g, what, rtol_for(dt), atol_for(dt));
 }
 
 static void test_gemm_sizes(void **state)
@@ -187,13 +143,13 @@ static void test_gemm_dtypes(void **state)
 static void matmul_case(kiln_dtype dt, int ra, const int64_t *da, int rb, const int64_t *db,
                         bool const_a, bool const_b, double rtol)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[2] = {operand(g, const_a, dt, ra, da), operand(g, const_b, dt, rb, db)};
-	add(g, KILN_OP_MATMUL, in, 2);
+	kh_add(g, KILN_OP_MATMUL, in, 2, 1);
 	char what[128];
 	snprintf(what, sizeof what, "MatMul %s rank %d x rank %d const %d%d", kiln_dtype_name(dt), ra,
 	         rb, const_a, const_b);
-	check(g, what, rtol, atol_for(dt));
+	kh_check_tol(g, what, rtol, atol_for(dt));
 }
 
 static void matmul_shapes(kiln_dtype dt, double rtol)
@@ -242,7 +198,7 @@ typedef struct conv_spec {
 
 static void conv_case(kiln_op op, kiln_dtype dt, const conv_spec *s)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	int64_t xd[5] = {s->n, s->c}, wd[5];
 	wd[0] = op == KILN_OP_CONV ? s->m : s->c;
 	wd[1] = op == KILN_OP_CONV ? s->c / s->group : s->m / s->group;
@@ -254,7 +210,7 @@ static void conv_case(kiln_op op, kiln_dtype dt, const conv_spec *s)
 	int n_in = 2;
 	if (s->bias)
 		in[n_in++] = const_rand(g, dt, SHAPE(s->m));
-	kiln_node *nd = add(g, op, in, n_in);
+	kiln_node *nd = kh_add(g, op, in, n_in, 1);
 	if (s->group != 1)
 		kiln_node_set_int(g, nd, "group", s->group);
 	if (s->strides[0])
@@ -274,7 +230,7 @@ static void conv_case(kiln_op op, kiln_dtype dt, const conv_spec *s)
 	         kiln_op_name(op), kiln_dtype_name(dt), s->ns, (long long)s->c, (long long)s->m,
 	         (long long)s->group, (long long)s->in[0], (long long)s->k[0],
 	         (long long)s->strides[0], (long long)s->dil[0], s->auto_pad ? s->auto_pad : "");
-	check(g, what, rtol_for(dt), atol_for(dt));
+	kh_check_tol(g, what, rtol_for(dt), atol_for(dt));
 }
 
 /* Every case with the weights as a constant and as an input. */
@@ -343,7 +299,7 @@ static void test_conv_2d(void **state)
 /* Whether the lowering computes g's first node (a Conv) transposed. */
 static bool lowers_transposed(kiln_graph *g)
 {
-	typecheck(g, "transposed");
+	kh_typecheck(g, "transposed");
 	kiln_diag d;
 	kiln_diag_init(&d, NULL);
 	d.fn = NULL;
@@ -364,7 +320,7 @@ static bool lowers_transposed(kiln_graph *g)
 static void trans_case(conv_spec s, int want)
 {
 	s.const_w = true;
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	int64_t xd[5] = {s.n, s.c}, wd[5] = {s.m, s.c / s.group};
 	for (int i = 0; i < s.ns; i++) {
 		xd[2 + i] = s.in[i];
@@ -375,7 +331,7 @@ static void trans_case(conv_spec s, int want)
 	int n_in = 2;
 	if (s.bias)
 		in[n_in++] = const_rand(g, KILN_DT_F32, SHAPE(s.m));
-	kiln_node *nd = add(g, KILN_OP_CONV, in, n_in);
+	kiln_node *nd = kh_add(g, KILN_OP_CONV, in, n_in, 1);
 	if (s.group != 1)
 		kiln_node_set_int(g, nd, "group", s.group);
 	if (s.strides[0])
@@ -393,7 +349,7 @@ static void trans_case(conv_spec s, int want)
 		kiln_graph_destroy(g);
 		fail_msg("%s: transposed %d, want %d", what, tr, want);
 	}
-	check(g, what, 1e-4, 2e-4);
+	kh_check_tol(g, what, 1e-4, 2e-4);
 }
 
 static void test_conv_transposed_product(void **state)
@@ -728,7 +684,7 @@ static void fused_check(kiln_graph *g, const kiln_node *lin, const kiln_value *r
  * checks; act: 0 none, 1 Relu, 2 Clip [-0.5, 1.5] (bounds as constants). */
 static void fused_tail(kiln_graph *g, kiln_node *lin, int act, const char *what)
 {
-	typecheck(g, what);
+	kh_typecheck(g, what);
 	kiln_dtype dt = lin->outputs[0]->type.dtype;
 	const kiln_type *yt = &lin->outputs[0]->type;
 	kiln_value *r = kh_input(g, dt, yt->rank, yt->dims);
@@ -755,20 +711,13 @@ static void fused_tail(kiln_graph *g, kiln_node *lin, int act, const char *what)
 		assert_non_null(last);
 	}
 	assert_int_equal(kiln_graph_add_output(g, last->outputs[0]), KILN_OK);
-	typecheck(g, what);
+	kh_typecheck(g, what);
 	fused_check(g, lin, r, act, lo, hi, what);
-}
-
-static kiln_node *add_inner(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in)
-{
-	kiln_node *n = kiln_graph_add_node(g, op, NULL, ins, n_in, NULL, 1);
-	assert_non_null(n);
-	return n;
 }
 
 static void fused_conv(kiln_dtype dt, const conv_spec *s, int act)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	int64_t xd[5] = {s->n, s->c}, wd[5] = {s->m, s->c / s->group};
 	for (int i = 0; i < s->ns; i++) {
 		xd[2 + i] = s->in[i];
@@ -778,7 +727,7 @@ static void fused_conv(kiln_dtype dt, const conv_spec *s, int act)
 	int n_in = 2;
 	if (s->bias)
 		in[n_in++] = const_rand(g, dt, SHAPE(s->m));
-	kiln_node *nd = add_inner(g, KILN_OP_CONV, in, n_in);
+	kiln_node *nd = kh_node(g, KILN_OP_CONV, in, n_in, 1);
 	if (s->group != 1)
 		kiln_node_set_int(g, nd, "group", s->group);
 	if (s->strides[0])
@@ -835,7 +784,7 @@ static void test_fused_conv(void **state)
 static void fused_gemm(kiln_dtype dt, kiln_op op, int64_t batch, int64_t m, int64_t n, int64_t k,
                        bool const_b, bool with_c, int act)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[3];
 	int n_in = 2;
 	if (batch > 1) {
@@ -847,7 +796,7 @@ static void fused_gemm(kiln_dtype dt, kiln_op op, int64_t batch, int64_t m, int6
 	}
 	if (with_c)
 		in[n_in++] = const_rand(g, dt, SHAPE(n));
-	kiln_node *nd = add_inner(g, op, in, n_in);
+	kiln_node *nd = kh_node(g, op, in, n_in, 1);
 	if (op == KILN_OP_GEMM)
 		kiln_node_set_float(g, nd, "alpha", 0.5f);
 	char what[160];
@@ -955,7 +904,7 @@ static void test_conv_dw_geometry(void **state)
  * epilogue (flat bands, row blocks with partial last vectors, bands). */
 static void dw_fused(const conv_spec *s, int act)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	int64_t xd[5] = {s->n, s->c}, wd[5] = {s->m, 1};
 	for (int i = 0; i < s->ns; i++) {
 		xd[2 + i] = s->in[i];
@@ -966,7 +915,7 @@ static void dw_fused(const conv_spec *s, int act)
 	int n_in = 2;
 	if (s->bias)
 		in[n_in++] = const_rand(g, KILN_DT_F32, SHAPE(s->m));
-	kiln_node *nd = add_inner(g, KILN_OP_CONV, in, n_in);
+	kiln_node *nd = kh_node(g, KILN_OP_CONV, in, n_in, 1);
 	kiln_node_set_int(g, nd, "group", s->group);
 	if (s->strides[0])
 		kiln_node_set_ints(g, nd, "strides", s->strides, s->ns);
@@ -1010,24 +959,24 @@ static void test_fused_conv_dw(void **state)
 	static const size_t gelu_specs[] = {0, 1, 6};
 	for (size_t i = 0; i < sizeof gelu_specs / sizeof gelu_specs[0]; i++) {
 		const conv_spec *sp = &specs[gelu_specs[i]];
-		kiln_graph *g = new_graph();
+		kiln_graph *g = kh_graph();
 		int64_t xd[4] = {sp->n, sp->c, sp->in[0], sp->in[1]};
 		int64_t wd[4] = {sp->m, 1, sp->k[0], sp->k[1]};
 		kiln_value *in[3] = {kh_input(g, KILN_DT_F32, 4, xd), const_rand(g, KILN_DT_F32, 4, wd),
 		                     const_rand(g, KILN_DT_F32, SHAPE(sp->m))};
-		kiln_node *nd = add_inner(g, KILN_OP_CONV, in, 3);
+		kiln_node *nd = kh_node(g, KILN_OP_CONV, in, 3, 1);
 		kiln_node_set_int(g, nd, "group", sp->group);
 		if (sp->strides[0])
 			kiln_node_set_ints(g, nd, "strides", sp->strides, 2);
 		kiln_node_set_ints(g, nd, "pads", sp->pads, 4);
-		typecheck(g, "depthwise Gelu");
+		kh_typecheck(g, "depthwise Gelu");
 		const kiln_type *yt = &nd->outputs[0]->type;
 		kiln_value *r = kh_input(g, KILN_DT_F32, yt->rank, yt->dims);
 		kiln_value *ai[2] = {nd->outputs[0], r};
-		kiln_node *sum = add_inner(g, KILN_OP_ADD, ai, 2);
-		kiln_node *ge = add_inner(g, KILN_OP_GELU, sum->outputs, 1);
+		kiln_node *sum = kh_node(g, KILN_OP_ADD, ai, 2, 1);
+		kiln_node *ge = kh_node(g, KILN_OP_GELU, sum->outputs, 1, 1);
 		assert_int_equal(kiln_graph_add_output(g, ge->outputs[0]), KILN_OK);
-		typecheck(g, "depthwise Gelu");
+		kh_typecheck(g, "depthwise Gelu");
 		fused_check(g, nd, r, KK_LA_ACT_GELU, 0.0, 0.0, "fused depthwise Conv + Gelu");
 	}
 }
@@ -1038,10 +987,10 @@ static void test_lowering_errors(void **state)
 {
 	(void)state;
 	/* Four spatial dims: the interpreter has no kernel either. */
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *in[2] = {kh_input(g, KILN_DT_F32, SHAPE(1, 1, 2, 2, 2, 2)),
 	                     const_rand(g, KILN_DT_F32, SHAPE(1, 1, 1, 1, 1, 1))};
-	kiln_node *n = add(g, KILN_OP_CONV, in, 2);
+	kiln_node *n = kh_add(g, KILN_OP_CONV, in, 2, 1);
 	kiln_diag d;
 	kiln_diag_init(&d, NULL);
 	d.fn = NULL;

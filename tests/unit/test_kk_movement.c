@@ -67,18 +67,6 @@ static kiln_value *scalar(kiln_graph *g, kiln_dtype dt, double v)
 	return cnst_shaped(g, dt, 0, NULL, &v);
 }
 
-static kiln_node *node_n(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in, int n_out)
-{
-	kiln_node *n = kiln_graph_add_node(g, op, NULL, ins, n_in, NULL, n_out);
-	assert_non_null(n);
-	return n;
-}
-
-static kiln_node *node(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in)
-{
-	return node_n(g, op, ins, n_in, 1);
-}
-
 /* Types the graph and makes every output of n a graph output. */
 static void finish(kiln_graph *g, kiln_node *n, const char *what)
 {
@@ -147,14 +135,14 @@ static void test_copies(void **state)
 		snprintf(what, sizeof what, "Reshape %s", kiln_dtype_name(dt));
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *ins[2] = {kh_input(g, dt, 3, DIMS(3, 5, 7)), INTS(g, 7, -1)};
-		kiln_node *n = node(g, KILN_OP_RESHAPE, ins, 2);
+		kiln_node *n = kh_node(g, KILN_OP_RESHAPE, ins, 2, 1);
 		finish(g, n, what);
 		check(g, what);
 
 		snprintf(what, sizeof what, "Identity %s", kiln_dtype_name(dt));
 		g = kiln_graph_create("t", NULL);
 		kiln_value *x = kh_input(g, dt, 2, DIMS(17, 33));
-		n = node(g, KILN_OP_IDENTITY, &x, 1);
+		n = kh_node(g, KILN_OP_IDENTITY, &x, 1, 1);
 		finish(g, n, what);
 		check(g, what);
 	}
@@ -162,30 +150,30 @@ static void test_copies(void **state)
 	for (int a = 0; a < 5; a++) {
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *x = kh_input(g, KILN_DT_F16, 3, DIMS(2, 3, 5));
-		kiln_node *n = node(g, KILN_OP_FLATTEN, &x, 1);
+		kiln_node *n = kh_node(g, KILN_OP_FLATTEN, &x, 1, 1);
 		kiln_node_set_int(g, n, "axis", axes[a]);
 		finish(g, n, "Flatten");
 		check(g, "Flatten");
 	}
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *sq[2] = {kh_input(g, KILN_DT_I8, 4, DIMS(1, 3, 1, 5)), INTS(g, -2, 0)};
-	kiln_node *n = node(g, KILN_OP_SQUEEZE, sq, 2);
+	kiln_node *n = kh_node(g, KILN_OP_SQUEEZE, sq, 2, 1);
 	finish(g, n, "Squeeze");
 	check(g, "Squeeze");
 	g = kiln_graph_create("t", NULL);
 	kiln_value *x = kh_input(g, KILN_DT_F64, 2, DIMS(3, 5));
-	n = node(g, KILN_OP_SQUEEZE, &x, 1);
+	n = kh_node(g, KILN_OP_SQUEEZE, &x, 1, 1);
 	finish(g, n, "Squeeze none");
 	check(g, "Squeeze none");
 	g = kiln_graph_create("t", NULL);
 	kiln_value *un[2] = {kh_input(g, KILN_DT_BOOL, 2, DIMS(3, 5)), INTS(g, 0, -1)};
-	n = node(g, KILN_OP_UNSQUEEZE, un, 2);
+	n = kh_node(g, KILN_OP_UNSQUEEZE, un, 2, 1);
 	finish(g, n, "Unsqueeze");
 	check(g, "Unsqueeze");
 	/* large enough to be split across threads */
 	g = kiln_graph_create("t", NULL);
 	kiln_value *big[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(100, 1001)), INTS(g, -1)};
-	n = node(g, KILN_OP_RESHAPE, big, 2);
+	n = kh_node(g, KILN_OP_RESHAPE, big, 2, 1);
 	finish(g, n, "Reshape large");
 	check(g, "Reshape large");
 	assert_int_equal(n_checked, 2 * N_DTYPES + 9);
@@ -202,8 +190,8 @@ static void test_dropout(void **state)
 			kiln_value *ins[3] = {kh_input(g, dts[k], 2, DIMS(3, 17)), scalar(g, KILN_DT_F32, 0.25),
 			                      scalar(g, KILN_DT_BOOL, 0)};
 			/* variant 0: data only, one output; 1: mask too; 2: ratio, training off */
-			kiln_node *n = node_n(g, KILN_OP_DROPOUT, ins, variant == 2 ? 3 : 1,
-			                      variant == 0 ? 1 : 2);
+			kiln_node *n = kh_node(g, KILN_OP_DROPOUT, ins, variant == 2 ? 3 : 1,
+			                       variant == 0 ? 1 : 2);
 			finish(g, n, "Dropout");
 			check(g, "Dropout");
 		}
@@ -211,14 +199,14 @@ static void test_dropout(void **state)
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *ins[3] = {kh_input(g, KILN_DT_F32, 1, DIMS(100)), scalar(g, KILN_DT_F32, 0),
 	                      scalar(g, KILN_DT_BOOL, 1)};
-	kiln_node *n = node_n(g, KILN_OP_DROPOUT, ins, 3, 2);
+	kiln_node *n = kh_node(g, KILN_OP_DROPOUT, ins, 3, 2);
 	finish(g, n, "Dropout ratio 0");
 	check(g, "Dropout ratio 0");
 
 	g = kiln_graph_create("t", NULL);
 	kiln_value *ins2[3] = {kh_input(g, KILN_DT_F32, 1, DIMS(10)), scalar(g, KILN_DT_F32, 0.5),
 	                       scalar(g, KILN_DT_BOOL, 1)};
-	n = node_n(g, KILN_OP_DROPOUT, ins2, 3, 2);
+	n = kh_node(g, KILN_OP_DROPOUT, ins2, 3, 2);
 	finish(g, n, "Dropout training");
 	check_error(g, KILN_ERR_UNSUPPORTED,
 	            "kharness: node 'node_0' (Dropout): training mode with ratio 0.5 is random; "
@@ -229,7 +217,7 @@ static void test_dropout(void **state)
 	kiln_type xt = {.dtype = KILN_DT_F32, .rank = 1, .dims = {10}};
 	kiln_value *ins3[3] = {kiln_graph_add_const(g, "x", &xt, xs), kh_input(g, KILN_DT_F32, 0, NULL),
 	                       kh_input(g, KILN_DT_BOOL, 0, NULL)};
-	n = node_n(g, KILN_OP_DROPOUT, ins3, 3, 2);
+	n = kh_node(g, KILN_OP_DROPOUT, ins3, 3, 2);
 	finish(g, n, "Dropout run-time ratio and training_mode");
 	/* ratio and training_mode arrive at run time (the harness draws ratio
 	 * in [0, 0] and training either way; x is constant): the compiled
@@ -251,7 +239,7 @@ static void transpose_case(kiln_dtype dt, int rank, const int64_t *dims, const i
 		len += snprintf(what + len, sizeof what - (size_t)len, " %lld", (long long)perm[k]);
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *x = kh_input(g, dt, rank, dims);
-	kiln_node *n = node(g, KILN_OP_TRANSPOSE, &x, 1);
+	kiln_node *n = kh_node(g, KILN_OP_TRANSPOSE, &x, 1, 1);
 	if (perm)
 		kiln_node_set_ints(g, n, "perm", perm, rank);
 	finish(g, n, what);
@@ -313,7 +301,7 @@ static void test_concat(void **state)
 			kiln_graph *g = kiln_graph_create("t", NULL);
 			kiln_value *ins[4] = {kh_input(g, size_dtypes[s], 3, d0), kh_input(g, size_dtypes[s], 3, d1),
 			                      kh_input(g, size_dtypes[s], 3, d2), kh_input(g, size_dtypes[s], 3, d0)};
-			kiln_node *n = node(g, KILN_OP_CONCAT, ins, 4);
+			kiln_node *n = kh_node(g, KILN_OP_CONCAT, ins, 4, 1);
 			kiln_node_set_int(g, n, "axis", axes[a]);
 			snprintf(what, sizeof what, "Concat %s axis %lld", kiln_dtype_name(size_dtypes[s]),
 			         (long long)axes[a]);
@@ -326,14 +314,14 @@ static void test_concat(void **state)
 		kiln_value *ins[3] = {kh_input(g, KILN_DT_F32, 4, a ? DIMS(2, 13, 33, 33) : DIMS(1, 64, 15, 15)),
 		                      kh_input(g, KILN_DT_F32, 4, a ? DIMS(2, 7, 33, 33) : DIMS(1, 3, 15, 15)),
 		                      kh_input(g, KILN_DT_F32, 4, a ? DIMS(2, 1, 33, 33) : DIMS(1, 64, 15, 15))};
-		kiln_node *n = node(g, KILN_OP_CONCAT, ins, 3);
+		kiln_node *n = kh_node(g, KILN_OP_CONCAT, ins, 3, 1);
 		kiln_node_set_int(g, n, "axis", 1);
 		finish(g, n, "Concat large");
 		check(g, "Concat large");
 	}
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *one = kh_input(g, KILN_DT_BOOL, 1, DIMS(5));
-	kiln_node *n = node(g, KILN_OP_CONCAT, &one, 1);
+	kiln_node *n = kh_node(g, KILN_OP_CONCAT, &one, 1, 1);
 	kiln_node_set_int(g, n, "axis", 0);
 	finish(g, n, "Concat one");
 	check(g, "Concat one");
@@ -354,7 +342,7 @@ static void test_split(void **state)
 			int64_t dims[3] = {4, 6, 9};
 			int64_t sizes[3] = {1, 0, dims[ax] - 1};
 			kiln_value *ins[2] = {kh_input(g, dt, 3, dims), ints(g, sizes, 3)};
-			kiln_node *n = node_n(g, KILN_OP_SPLIT, ins, 2, 3);
+			kiln_node *n = kh_node(g, KILN_OP_SPLIT, ins, 2, 3);
 			kiln_node_set_int(g, n, "axis", a);
 			snprintf(what, sizeof what, "Split %s axis %d sizes", kiln_dtype_name(dt), a);
 			finish(g, n, what);
@@ -362,7 +350,7 @@ static void test_split(void **state)
 			/* num_outputs with an uneven last chunk */
 			g = kiln_graph_create("t", NULL);
 			kiln_value *x = kh_input(g, dt, 3, DIMS(5, 7, 11));
-			n = node_n(g, KILN_OP_SPLIT, &x, 1, 3);
+			n = kh_node(g, KILN_OP_SPLIT, &x, 1, 3);
 			kiln_node_set_int(g, n, "axis", a);
 			kiln_node_set_int(g, n, "num_outputs", 3);
 			snprintf(what, sizeof what, "Split %s axis %d num_outputs", kiln_dtype_name(dt), a);
@@ -371,7 +359,7 @@ static void test_split(void **state)
 		}
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *x = kh_input(g, KILN_DT_F32, 2, DIMS(4, 30000));
-	kiln_node *n = node_n(g, KILN_OP_SPLIT, &x, 1, 2);
+	kiln_node *n = kh_node(g, KILN_OP_SPLIT, &x, 1, 2);
 	kiln_node_set_int(g, n, "axis", 1);
 	finish(g, n, "Split large");
 	check(g, "Split large");
@@ -387,7 +375,7 @@ static void slice_case(kiln_dtype dt, int rank, const int64_t *dims, int count,
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *ins[5] = {kh_input(g, dt, rank, dims), ints(g, starts, count), ints(g, ends, count),
 	                      axes ? ints(g, axes, count) : NULL, steps ? ints(g, steps, count) : NULL};
-	kiln_node *n = node(g, KILN_OP_SLICE, ins, steps ? 5 : axes ? 4 : 3);
+	kiln_node *n = kh_node(g, KILN_OP_SLICE, ins, steps ? 5 : axes ? 4 : 3, 1);
 	char what[128];
 	snprintf(what, sizeof what, "Slice %s rank %d start %lld end %lld step %lld",
 	         kiln_dtype_name(dt), rank, (long long)starts[0], (long long)ends[0],
@@ -441,7 +429,7 @@ static void test_gather(void **state)
 				else /* random in [-3, 3]: every axis has at least 3 elements */
 					idx = kh_input(g, it ? KILN_DT_I64 : KILN_DT_I32, 2, DIMS(2, 5));
 				kiln_value *ins[2] = {kh_input(g, dt, 3, DIMS(3, 4, 5)), idx};
-				kiln_node *n = node(g, KILN_OP_GATHER, ins, 2);
+				kiln_node *n = kh_node(g, KILN_OP_GATHER, ins, 2, 1);
 				kiln_node_set_int(g, n, "axis", a);
 				snprintf(what, sizeof what, "Gather %s axis %d %s", kiln_dtype_name(dt), a,
 				         it == 2 ? "const" : it ? "i64" : "i32");
@@ -451,12 +439,12 @@ static void test_gather(void **state)
 	/* scalar index, and an embedding lookup */
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *ins[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(7, 3)), scalar(g, KILN_DT_I32, -7)};
-	kiln_node *n = node(g, KILN_OP_GATHER, ins, 2);
+	kiln_node *n = kh_node(g, KILN_OP_GATHER, ins, 2, 1);
 	finish(g, n, "Gather scalar");
 	check(g, "Gather scalar");
 	g = kiln_graph_create("t", NULL);
 	kiln_value *emb[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(50, 768)), kh_input(g, KILN_DT_I64, 2, DIMS(1, 64))};
-	n = node(g, KILN_OP_GATHER, emb, 2);
+	n = kh_node(g, KILN_OP_GATHER, emb, 2, 1);
 	finish(g, n, "Gather embedding");
 	check_with(g, "Gather embedding", -50, 49, 0);
 	assert_int_equal(n_checked, 4 * 6 * 3 + 2);
@@ -464,7 +452,7 @@ static void test_gather(void **state)
 
 	g = kiln_graph_create("t", NULL);
 	kiln_value *bad[2] = {kh_input(g, KILN_DT_F32, 2, DIMS(7, 3)), INTS(g, 0, 2, -4)};
-	n = node(g, KILN_OP_GATHER, bad, 2);
+	n = kh_node(g, KILN_OP_GATHER, bad, 2, 1);
 	kiln_node_set_int(g, n, "axis", 1);
 	finish(g, n, "Gather bad index");
 	check_error(g, KILN_ERR_INVALID_ARG,
@@ -514,14 +502,14 @@ static void test_expand_tile(void **state)
 		kiln_dtype dt = all_dtypes[k];
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *ins[2] = {kh_input(g, dt, 2, DIMS(3, 1)), INTS(g, 2, 1, 17)};
-		kiln_node *n = node(g, KILN_OP_EXPAND, ins, 2);
+		kiln_node *n = kh_node(g, KILN_OP_EXPAND, ins, 2, 1);
 		snprintf(what, sizeof what, "Expand %s", kiln_dtype_name(dt));
 		finish(g, n, what);
 		check(g, what);
 
 		g = kiln_graph_create("t", NULL);
 		kiln_value *tins[2] = {kh_input(g, dt, 3, DIMS(2, 3, 5)), INTS(g, 2, 1, 3)};
-		n = node(g, KILN_OP_TILE, tins, 2);
+		n = kh_node(g, KILN_OP_TILE, tins, 2, 1);
 		snprintf(what, sizeof what, "Tile %s", kiln_dtype_name(dt));
 		finish(g, n, what);
 		check(g, what);
@@ -543,7 +531,7 @@ static void test_expand_tile(void **state)
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *ins[2] = {kh_input(g, KILN_DT_F32, ex[i].rank, ex[i].dims),
 		                      ints(g, ex[i].shape, ex[i].shape_n)};
-		kiln_node *n = node(g, KILN_OP_EXPAND, ins, 2);
+		kiln_node *n = kh_node(g, KILN_OP_EXPAND, ins, 2, 1);
 		snprintf(what, sizeof what, "Expand case %zu", i);
 		finish(g, n, what);
 		check(g, what);
@@ -562,7 +550,7 @@ static void test_expand_tile(void **state)
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *ins[2] = {kh_input(g, KILN_DT_I32, ti[i].rank, ti[i].dims),
 		                      ints(g, ti[i].reps, ti[i].rank)};
-		kiln_node *n = node(g, KILN_OP_TILE, ins, 2);
+		kiln_node *n = kh_node(g, KILN_OP_TILE, ins, 2, 1);
 		snprintf(what, sizeof what, "Tile case %zu", i);
 		finish(g, n, what);
 		check(g, what);
@@ -603,7 +591,8 @@ static void test_pad(void **state)
 				                      ints(g, cases[i].pads, cases[i].np),
 				                      m == 0 && s % 2 ? scalar(g, dt, 3) : NULL,
 				                      cases[i].na ? ints(g, cases[i].axes, cases[i].na) : NULL};
-				kiln_node *n = node(g, KILN_OP_PAD, ins, cases[i].na ? 4 : ins[2] ? 3 : 2);
+				int n_in = cases[i].na ? 4 : ins[2] ? 3 : 2;
+				kiln_node *n = kh_node(g, KILN_OP_PAD, ins, n_in, 1);
 				kiln_node_set_string(g, n, "mode", modes[m]);
 				snprintf(what, sizeof what, "Pad %s %s case %zu", modes[m], kiln_dtype_name(dt),
 				         i);
@@ -615,7 +604,7 @@ static void test_pad(void **state)
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *ins[3] = {kh_input(g, all_dtypes[k], 2, DIMS(3, 4)), INTS(g, 1, 0, 2, 3),
 		                      kh_input(g, all_dtypes[k], 0, NULL)};
-		kiln_node *n = node(g, KILN_OP_PAD, ins, 3);
+		kiln_node *n = kh_node(g, KILN_OP_PAD, ins, 3, 1);
 		snprintf(what, sizeof what, "Pad runtime value %s", kiln_dtype_name(all_dtypes[k]));
 		finish(g, n, what);
 		check(g, what);
@@ -665,7 +654,7 @@ static void resize_case(const rs_case *c)
 		ins[3] = ints(g, c->sizes, c->n);
 	else
 		ins[2] = cnst(g, KILN_DT_F32, c->scales, c->n);
-	kiln_node *n = node(g, KILN_OP_RESIZE, ins, ins[3] ? 4 : 3);
+	kiln_node *n = kh_node(g, KILN_OP_RESIZE, ins, ins[3] ? 4 : 3, 1);
 	kiln_node_set_string(g, n, "mode", c->mode);
 	kiln_node_set_string(g, n, "coordinate_transformation_mode", c->coord);
 	if (c->nearest)
@@ -783,7 +772,7 @@ static void test_shape_fills(void **state)
 		for (int e = 0; e < 3; e++) {
 			kiln_graph *g = kiln_graph_create("t", NULL);
 			kiln_value *x = kh_input(g, KILN_DT_BOOL, 4, DIMS(2, 3, 5, 7));
-			kiln_node *n = node(g, KILN_OP_SHAPE, &x, 1);
+			kiln_node *n = kh_node(g, KILN_OP_SHAPE, &x, 1, 1);
 			kiln_node_set_int(g, n, "start", starts[s]);
 			if (e)
 				kiln_node_set_int(g, n, "end", e == 1 ? -1 : 100);
@@ -793,7 +782,7 @@ static void test_shape_fills(void **state)
 	for (int k = 0; k <= N_DTYPES; k++) {
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *shape = INTS(g, 3, 100, 107);
-		kiln_node *n = node(g, KILN_OP_CONSTANT_OF_SHAPE, &shape, 1);
+		kiln_node *n = kh_node(g, KILN_OP_CONSTANT_OF_SHAPE, &shape, 1, 1);
 		if (k < N_DTYPES) {
 			kiln_type vt = kh_type(all_dtypes[k], 1, DIMS(1));
 			int64_t raw = 0;
@@ -817,7 +806,7 @@ static void test_shape_fills(void **state)
 		kiln_value *ins[3] = {scalar(g, ranges[i].dt, ranges[i].start),
 		                      scalar(g, ranges[i].dt, ranges[i].limit),
 		                      scalar(g, ranges[i].dt, ranges[i].delta)};
-		kiln_node *n = node(g, KILN_OP_RANGE, ins, 3);
+		kiln_node *n = kh_node(g, KILN_OP_RANGE, ins, 3, 1);
 		finish(g, n, "Range");
 		check_with(g, "Range", -2, 2, 0);
 	}
@@ -856,7 +845,9 @@ static void test_quantize(void **state)
 						ins[2] = axis == 3 ? scalar(g, yd, zv[0]) : cnst(g, yd, zv, ns);
 					else
 						ins[2] = NULL;
-					kiln_node *n = node(g, KILN_OP_QUANTIZE_LINEAR, ins, zp ? 3 : 2);
+					int n_in = zp ? 3 : 2;
+					kiln_node *n =
+						kh_node(g, KILN_OP_QUANTIZE_LINEAR, ins, n_in, 1);
 					if (axis != 3)
 						kiln_node_set_int(g, n, "axis", axis);
 					if (!zp)
@@ -874,14 +865,14 @@ static void test_quantize(void **state)
 		kiln_graph *g = kiln_graph_create("t", NULL);
 		kiln_value *ins[3] = {cnst(g, KILN_DT_F32, xs, 20), scalar(g, KILN_DT_F32, 1.0),
 		                      scalar(g, ydts[yk], yk ? 0 : 1)};
-		kiln_node *n = node(g, KILN_OP_QUANTIZE_LINEAR, ins, 3);
+		kiln_node *n = kh_node(g, KILN_OP_QUANTIZE_LINEAR, ins, 3, 1);
 		finish(g, n, "QuantizeLinear ties");
 		check(g, "QuantizeLinear ties");
 	}
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *ins[3] = {kh_input(g, KILN_DT_F32, 2, DIMS(100, 1003)), scalar(g, KILN_DT_F32, 0.02),
 	                      scalar(g, KILN_DT_I8, -3)};
-	kiln_node *n = node(g, KILN_OP_QUANTIZE_LINEAR, ins, 3);
+	kiln_node *n = kh_node(g, KILN_OP_QUANTIZE_LINEAR, ins, 3, 1);
 	finish(g, n, "QuantizeLinear large");
 	check_with(g, "QuantizeLinear large", -3, 3, 0);
 	assert_int_equal(n_checked, 5 * 2 * 7 * 2 + 3);
@@ -913,7 +904,9 @@ static void test_dequantize(void **state)
 					                      NULL};
 					if (zp)
 						ins[2] = axis == 2 ? scalar(g, xd, zv[0]) : cnst(g, xd, zv, ns);
-					kiln_node *n = node(g, KILN_OP_DEQUANTIZE_LINEAR, ins, zp ? 3 : 2);
+					int n_in = zp ? 3 : 2;
+					kiln_node *n =
+						kh_node(g, KILN_OP_DEQUANTIZE_LINEAR, ins, n_in, 1);
 					if (axis != 2)
 						kiln_node_set_int(g, n, "axis", axis);
 					snprintf(what, sizeof what, "DequantizeLinear %s->%s axis %d zp %d",
@@ -924,7 +917,7 @@ static void test_dequantize(void **state)
 	kiln_graph *g = kiln_graph_create("t", NULL);
 	kiln_value *ins[3] = {kh_input(g, KILN_DT_U8, 2, DIMS(300, 1001)), scalar(g, KILN_DT_F32, 0.02),
 	                      scalar(g, KILN_DT_U8, 131)};
-	kiln_node *n = node(g, KILN_OP_DEQUANTIZE_LINEAR, ins, 3);
+	kiln_node *n = kh_node(g, KILN_OP_DEQUANTIZE_LINEAR, ins, 3, 1);
 	finish(g, n, "DequantizeLinear large");
 	check_with(g, "DequantizeLinear large", 0, 255, 0);
 	assert_int_equal(n_checked, 3 * 4 * 5 * 2 + 1);

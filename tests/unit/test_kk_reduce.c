@@ -20,14 +20,6 @@
 #include "interp.h"
 #include "kharness.h"
 
-
-static kiln_graph *new_graph(void)
-{
-	kiln_graph *g = kiln_graph_create("t", NULL);
-	assert_non_null(g);
-	return g;
-}
-
 static kiln_value *const_i64(kiln_graph *g, int n, const int64_t *vals)
 {
 	kiln_type t = kh_type(KILN_DT_I64, 1, (int64_t[]){n});
@@ -49,49 +41,6 @@ static kiln_value *const_fn(kiln_graph *g, kiln_dtype dt, int rank, const int64_
 	return v;
 }
 
-/* Adds the node and makes every output a graph output. */
-static kiln_node *add(kiln_graph *g, kiln_op op, kiln_value *const *ins, int n_in, int n_out)
-{
-	kiln_node *n = kiln_graph_add_node(g, op, NULL, ins, n_in, NULL, n_out);
-	assert_non_null(n);
-	for (int i = 0; i < n_out; i++)
-		assert_int_equal(kiln_graph_add_output(g, n->outputs[i]), KILN_OK);
-	return n;
-}
-
-static void typecheck(kiln_graph *g, const char *what)
-{
-	kiln_diag d;
-	kiln_diag_init(&d, NULL);
-	d.fn = NULL;
-	if (kiln_infer_shapes(g, &d) != KILN_OK || kiln_graph_verify(g, &d) != KILN_OK)
-		fail_msg("%s: graph does not verify: %s", what, d.last);
-}
-
-/* Checks g at 1 and 3 threads (two seeds), then destroys it. */
-static void check_with(kiln_graph *g, const char *what, kh_opts o)
-{
-	typecheck(g, what);
-	char msg[1024];
-	for (int th = 1; th <= 3; th += 2) {
-		o.threads = th;
-		o.seed = (uint64_t)th * 7 + 1;
-		if (kh_run(g, &o, msg, sizeof msg) != KILN_OK) {
-			kiln_graph_destroy(g);
-			fail_msg("%s (threads %d): %s", what, th, msg);
-		}
-	}
-	kiln_graph_destroy(g);
-}
-
-static void check(kiln_graph *g, const char *what, double rtol, double atol)
-{
-	kh_opts o = kh_defaults();
-	o.rtol = rtol;
-	o.atol = atol;
-	check_with(g, what, o);
-}
-
 /* ---- Reduce* ------------------------------------------------------------- */
 
 static const kiln_op reduce_ops[4] = {KILN_OP_REDUCE_SUM, KILN_OP_REDUCE_MEAN,
@@ -101,9 +50,9 @@ static const kiln_op reduce_ops[4] = {KILN_OP_REDUCE_SUM, KILN_OP_REDUCE_MEAN,
 static void reduce_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims,
                         const int64_t *axes, int n_axes, int keep, int noop, double lo, double hi)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *ins[2] = {kh_input(g, dt, rank, dims), n_axes >= 0 ? const_i64(g, n_axes, axes) : NULL};
-	kiln_node *n = add(g, op, ins, n_axes >= 0 ? 2 : 1, 1);
+	kiln_node *n = kh_add(g, op, ins, n_axes >= 0 ? 2 : 1, 1);
 	kiln_node_set_int(g, n, "keepdims", keep);
 	if (noop >= 0)
 		kiln_node_set_int(g, n, "noop_with_empty_axes", noop);
@@ -121,7 +70,7 @@ static void reduce_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims
 	o.atol = exact ? 0 : 1e-4;
 	o.lo = lo;
 	o.hi = hi;
-	check_with(g, what, o);
+	kh_check_threads(g, what, o);
 }
 
 typedef struct axes_case {
@@ -229,11 +178,11 @@ static void test_reduce_nan(void **state)
 	static const kiln_dtype dts[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_F64};
 	for (int k = 0; k < 12; k++) {
 		for (int rowmode = 0; rowmode < 2; rowmode++) {
-			kiln_graph *g = new_graph();
+			kiln_graph *g = kh_graph();
 			kiln_value *ins[2] = {const_fn(g, dts[k / 4], 2, DIMS(9, 40), nan_pattern),
 			                      const_i64(g, 1, (int64_t[]){rowmode})};
-			add(g, reduce_ops[k % 4], ins, 2, 1);
-			check(g, "reduce with NaN and inf", 1e-5, 0);
+			kh_add(g, reduce_ops[k % 4], ins, 2, 1);
+			kh_check_tol(g, "reduce with NaN and inf", 1e-5, 0);
 		}
 	}
 }
@@ -251,12 +200,13 @@ static void test_global_pools(void **state)
 	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
 		for (int d = 0; d < 4; d++) {
 			for (int m = 0; m < 2; m++) {
-				kiln_graph *g = new_graph();
+				kiln_graph *g = kh_graph();
 				kiln_value *x = kh_input(g, dts[d], shapes[s].rank, shapes[s].dims);
-				add(g, m ? KILN_OP_GLOBAL_MAX_POOL : KILN_OP_GLOBAL_AVG_POOL, &x, 1, 1);
+				kiln_op op = m ? KILN_OP_GLOBAL_MAX_POOL : KILN_OP_GLOBAL_AVG_POOL;
+				kh_add(g, op, &x, 1, 1);
 				bool exact = m || dts[d] != KILN_DT_F32;
-				check(g, m ? "GlobalMaxPool" : "GlobalAveragePool", exact ? 0 : 1e-4,
-				      exact ? 0 : 1e-5);
+				kh_check_tol(g, m ? "GlobalMaxPool" : "GlobalAveragePool",
+				             exact ? 0 : 1e-4, exact ? 0 : 1e-5);
 			}
 		}
 	}
@@ -267,9 +217,9 @@ static void test_global_pools(void **state)
 static void softmax_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims, int64_t axis,
                          double lo, double hi)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *x = kh_input(g, dt, rank, dims);
-	kiln_node *n = add(g, op, &x, 1, 1);
+	kiln_node *n = kh_add(g, op, &x, 1, 1);
 	kiln_node_set_int(g, n, "axis", axis);
 	char what[128];
 	snprintf(what, sizeof what, "%s %s rank %d axis %lld", kiln_op_name(op), kiln_dtype_name(dt),
@@ -279,7 +229,7 @@ static void softmax_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dim
 	o.atol = dt == KILN_DT_F32 ? 1e-6 : 0;
 	o.lo = lo;
 	o.hi = hi;
-	check_with(g, what, o);
+	kh_check_threads(g, what, o);
 }
 
 static void test_softmax(void **state)
@@ -320,11 +270,12 @@ static void test_softmax_special_values(void **state)
 	(void)state;
 	for (int log = 0; log < 2; log++) {
 		for (int axis = 0; axis < 2; axis++) {
-			kiln_graph *g = new_graph();
+			kiln_graph *g = kh_graph();
 			kiln_value *x = const_fn(g, KILN_DT_F32, 2, DIMS(4, 5), inf_rows);
-			kiln_node *n = add(g, log ? KILN_OP_LOG_SOFTMAX : KILN_OP_SOFTMAX, &x, 1, 1);
+			kiln_op op = log ? KILN_OP_LOG_SOFTMAX : KILN_OP_SOFTMAX;
+			kiln_node *n = kh_add(g, op, &x, 1, 1);
 			kiln_node_set_int(g, n, "axis", axis ? 1 : 0);
-			check(g, "softmax of inf and NaN", 1e-5, 1e-6);
+			kh_check_tol(g, "softmax of inf and NaN", 1e-5, 1e-6);
 		}
 	}
 }
@@ -335,10 +286,10 @@ static void layer_norm_case(kiln_dtype dt, int rank, const int64_t *dims, int64_
                             int s_rank, const int64_t *s_dims, int b_rank, const int64_t *b_dims,
                             int n_out, int64_t stash)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *ins[3] = {kh_input(g, dt, rank, dims), kh_input(g, dt, s_rank, s_dims),
 	                      b_rank >= 0 ? kh_input(g, dt, b_rank, b_dims) : NULL};
-	kiln_node *n = add(g, KILN_OP_LAYER_NORM, ins, b_rank >= 0 ? 3 : 2, n_out);
+	kiln_node *n = kh_add(g, KILN_OP_LAYER_NORM, ins, b_rank >= 0 ? 3 : 2, n_out);
 	kiln_node_set_int(g, n, "axis", axis);
 	kiln_node_set_float(g, n, "epsilon", 1e-3f);
 	if (stash)
@@ -346,7 +297,7 @@ static void layer_norm_case(kiln_dtype dt, int rank, const int64_t *dims, int64_
 	char what[128];
 	snprintf(what, sizeof what, "LayerNorm %s rank %d axis %lld scale rank %d bias rank %d outs %d",
 	         kiln_dtype_name(dt), rank, (long long)axis, s_rank, b_rank, n_out);
-	check(g, what, dt == KILN_DT_F32 ? 1e-4 : 0, dt == KILN_DT_F32 ? 1e-4 : 0);
+	kh_check_tol(g, what, dt == KILN_DT_F32 ? 1e-4 : 0, dt == KILN_DT_F32 ? 1e-4 : 0);
 }
 
 static void test_layer_norm(void **state)
@@ -380,18 +331,18 @@ static double positive(int64_t i)
 static void batch_norm_case(kiln_dtype dt, kiln_dtype pdt, int rank, const int64_t *dims,
                             bool const_params)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	int64_t c = dims[1];
 	kiln_value *ins[5] = {kh_input(g, dt, rank, dims)};
 	for (int i = 1; i < 5; i++)
 		ins[i] = i == 4 || const_params ? const_fn(g, pdt, 1, &c, positive)
 		                                : kh_input(g, pdt, 1, &c);
-	kiln_node *n = add(g, KILN_OP_BATCH_NORM, ins, 5, 1);
+	kiln_node *n = kh_add(g, KILN_OP_BATCH_NORM, ins, 5, 1);
 	kiln_node_set_float(g, n, "epsilon", 1e-2f);
 	char what[128];
 	snprintf(what, sizeof what, "BatchNorm %s params %s rank %d", kiln_dtype_name(dt),
 	         kiln_dtype_name(pdt), rank);
-	check(g, what, dt == KILN_DT_F32 ? 1e-4 : 0, dt == KILN_DT_F32 ? 1e-5 : 0);
+	kh_check_tol(g, what, dt == KILN_DT_F32 ? 1e-4 : 0, dt == KILN_DT_F32 ? 1e-5 : 0);
 }
 
 static void test_batch_norm(void **state)
@@ -423,9 +374,9 @@ typedef struct pool_attrs {
 static void pool_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims, const pool_attrs *a,
                       int n_out)
 {
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *x = kh_input(g, dt, rank, dims);
-	kiln_node *n = add(g, op, &x, 1, n_out);
+	kiln_node *n = kh_add(g, op, &x, 1, n_out);
 	kiln_node_set_ints(g, n, "kernel_shape", a->k, a->ns);
 	if (a->s[0])
 		kiln_node_set_ints(g, n, "strides", a->s, a->ns);
@@ -453,7 +404,7 @@ static void pool_case(kiln_op op, kiln_dtype dt, int rank, const int64_t *dims, 
 		o.lo = -130;
 		o.hi = 130;
 	}
-	check_with(g, what, o);
+	kh_check_threads(g, what, o);
 }
 
 static const pool_attrs pools_2d[] = {
@@ -553,13 +504,13 @@ static void test_pool_dtypes(void **state)
 static void test_lowering_errors(void **state)
 {
 	(void)state;
-	kiln_graph *g = new_graph();
+	kiln_graph *g = kh_graph();
 	kiln_value *x = kh_input(g, KILN_DT_F32, SHAPE(1, 1, 3, 3, 3, 3));
 	kiln_node *n = kiln_graph_add_node(g, KILN_OP_MAX_POOL, "pool4d", &x, 1, NULL, 1);
 	assert_non_null(n);
 	assert_int_equal(kiln_graph_add_output(g, n->outputs[0]), KILN_OK);
 	kiln_node_set_ints(g, n, "kernel_shape", DIMS(2, 2, 2, 2), 4);
-	typecheck(g, "4-D MaxPool");
+	kh_typecheck(g, "4-D MaxPool");
 	kh_opts o = kh_defaults();
 	char msg[512];
 	assert_int_equal(kh_run(g, &o, msg, sizeof msg), KILN_ERR_UNSUPPORTED);
