@@ -94,6 +94,7 @@ typedef struct kiln_cli_check_opts {
 	int opt_level;
 	int threads;       /* 0: the runtime's default */
 	double rtol, atol; /* f16/bf16 get at least rtol 1e-2 */
+	double sum_tol;    /* rounding allowance for long sums (cmd_run_check.c) */
 	const char *dump_dir; /* NULL: no reproducer */
 } kiln_cli_check_opts;
 

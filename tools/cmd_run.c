@@ -19,7 +19,7 @@
 static const char help[] =
 	"usage: kiln run MODEL [FILE.npy ...] [--input NAME=FILE.npy ...]\n"
 	"                [--output-dir DIR] [--shape NAME=DIMS ...] [--threads N] [--print]\n"
-	"                [--check [-O0..3] [--rtol R] [--atol A] [--dump DIR]]\n"
+	"                [--check [-O0..3] [--rtol R] [--atol A] [--sum-tol S] [--dump DIR]]\n"
 	"\n"
 	"Runs MODEL and writes each output to DIR/<output name>.npy. MODEL is an\n"
 	"ONNX file or textual IR (a name ending in .kir), run with kiln's reference\n"
@@ -52,6 +52,10 @@ static const char help[] =
 	"                       nodes) whose output leaves tolerance; exit 1 if one does\n"
 	"  --rtol R, --atol A   --check's tolerance: |got - ref| <= A + R*|ref|\n"
 	"                       (default 1e-4 and 1e-5; f16/bf16 at least rtol 1e-2)\n"
+	"  --sum-tol S          --check's allowance for rounding in long sums, added to\n"
+	"                       the tolerance: S * sqrt(depth) * unit roundoff * RMS of\n"
+	"                       the output, depth = the kernel's multiply-adds per\n"
+	"                       output element (default 4; 0 turns it off)\n"
 	"  --dump DIR           with --check: write the failing kernel's inputs as .npy\n"
 	"                       and the node as DIR/repro.kir, a minimal reproducer\n"
 	"  -h, --help           print this help\n"
@@ -80,7 +84,7 @@ typedef struct run_args {
 	int threads; /* 0: the runtime's default */
 	bool check;
 	int opt_level;
-	double rtol, atol;
+	double rtol, atol, sum_tol;
 	const char *dump_dir;
 	bool check_flags; /* a --check-only flag was given */
 } run_args;
@@ -102,6 +106,7 @@ static int parse_args(int argc, char **argv, run_args *a)
 	a->opt_level = 2;
 	a->rtol = 1e-4;
 	a->atol = 1e-5;
+	a->sum_tol = 4;
 	/* Each argument is at most one file: argc bounds every list. */
 	a->named_names = calloc((size_t)argc + 1, sizeof *a->named_names);
 	a->named_files = calloc((size_t)argc + 1, sizeof *a->named_files);
@@ -136,14 +141,17 @@ static int parse_args(int argc, char **argv, run_args *a)
 			a->check_flags = true;
 			i++;
 		} else if (kiln_cli_flag(argv, argc, &i, "--rtol", &value) ||
-		           kiln_cli_flag(argv, argc, &i, "--atol", &value)) {
-			bool rel = !strncmp(arg, "--rtol", 6);
+		           kiln_cli_flag(argv, argc, &i, "--atol", &value) ||
+		           kiln_cli_flag(argv, argc, &i, "--sum-tol", &value)) {
+			const char *flag = !strncmp(arg, "--rtol", 6)   ? "--rtol"
+			                   : !strncmp(arg, "--atol", 6) ? "--atol"
+			                                                : "--sum-tol";
 			char *end;
 			double t = value ? strtod(value, &end) : -1;
 			if (!value || !*value || *end || !(t >= 0 && t < 1e30))
-				return kiln_cli_usage("run", "%s needs a number >= 0, got '%s'",
-				                      rel ? "--rtol" : "--atol", value ? value : "");
-			*(rel ? &a->rtol : &a->atol) = t;
+				return kiln_cli_usage("run", "%s needs a number >= 0, got '%s'", flag,
+				                      value ? value : "");
+			*(flag[2] == 'r' ? &a->rtol : flag[2] == 'a' ? &a->atol : &a->sum_tol) = t;
 			a->check_flags = true;
 		} else if (kiln_cli_flag(argv, argc, &i, "--dump", &value)) {
 			if (!value || !*value)
@@ -185,7 +193,7 @@ static int parse_args(int argc, char **argv, run_args *a)
 	if (!a->model)
 		return kiln_cli_usage("run", "no model given");
 	if (a->check_flags && !a->check)
-		return kiln_cli_usage("run", "-O, --rtol, --atol and --dump apply to --check only");
+		return kiln_cli_usage("run", "-O, --rtol, --atol, --sum-tol and --dump apply to --check only");
 	return KILN_EXIT_OK;
 }
 
@@ -573,7 +581,7 @@ static int run_main(int argc, char **argv)
 	if (rc == KILN_EXIT_OK && a.check) {
 		kiln_cli_check_opts co = {.model = a.model, .opt_level = a.opt_level,
 		                          .threads = a.threads, .rtol = a.rtol, .atol = a.atol,
-		                          .dump_dir = a.dump_dir};
+		                          .sum_tol = a.sum_tol, .dump_dir = a.dump_dir};
 		rc = kiln_cli_check(&co, g, inputs);
 		a.check = false; /* the outputs are not written */
 		goto done;

@@ -109,7 +109,8 @@ def case_version():
 
 def case_help_commands():
     for cmd, flags in [("run", ["--input", "--output-dir", "--shape", "--threads", "--print",
-                                "--check", "--rtol", "--atol", "--dump", "--help"]),
+                                "--check", "--rtol", "--atol", "--sum-tol", "--dump",
+                                "--help"]),
                        ("compile", ["-o OUT", "--emit", "-O0", "--target", "--cpu", "--name",
                                     "--shape", "--stats", "--help"]),
                        ("inspect", ["--summary", "--full-constants", "--shape", "--help"]),
@@ -282,14 +283,14 @@ def case_run_check():
     reproducer that reruns cleanly; and its usage errors."""
     out, err = expect(["run", MODEL, INPUT, "--check"], 0)
     check(out.startswith(f"checking 4 kernels of {MODEL} at -O2 against the interpreter "
-                         "(rtol 0.0001, atol 1e-05)\n")
+                         "(rtol 0.0001, atol 1e-05, sum-tol 4)\n")
           and "all 4 kernels within tolerance" in out, "--check on the MLP", out, err)
     out, _ = expect(["run", MODEL, INPUT, "--check", "-O0"], 0)
     check("checking 6 kernels" in out, "--check -O0 runs one kernel per op", out)
     with tempfile.TemporaryDirectory(prefix="kiln-cli-") as tmp:
         rep = os.path.join(tmp, "rep")
         out, err = expect(["run", MODEL, INPUT, "--check", "--rtol", "0", "--atol", "0",
-                           "--dump", rep], 1)
+                           "--sum-tol", "0", "--dump", rep], 1)
         check("FIRST MISMATCH: kernel 0 of 4, node 'fc1.fused' (fusion:output(Gemm+Relu)), "
               "from ONNX nodes fc1,relu1\n" in out and "  member: Gemm fc1\n" in out,
               "the first kernel, its members and sources", out, err)
@@ -300,9 +301,11 @@ def case_run_check():
                            "--check"], 0)
         check("all 1 kernels within tolerance" in out, "the reproducer reruns", out, err)
         expect(["run", MODEL, INPUT, "--dump", rep], 2,
-               stderr=usage("run", "-O, --rtol, --atol and --dump apply to --check only"))
+               stderr=usage("run", "-O, --rtol, --atol, --sum-tol and --dump apply to --check only"))
         expect(["run", MODEL, INPUT, "--check", "--rtol", "-1"], 2,
                stderr=usage("run", "--rtol needs a number >= 0, got '-1'"))
+        expect(["run", MODEL, INPUT, "--check", "--sum-tol", "x"], 2,
+               stderr=usage("run", "--sum-tol needs a number >= 0, got 'x'"))
         so = os.path.join(tmp, "m.so")
         expect(["compile", MODEL, "-o", so], 0)
         expect(["run", so, INPUT, "--check"], 2,
