@@ -10,5 +10,6 @@
 #include "kk_params_elementwise.h"
 #include "kk_params_reduce.h"
 #include "kk_params_movement.h"
+#include "kk_params_nchwc.h"
 
 #endif
