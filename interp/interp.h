@@ -16,6 +16,7 @@
  *   k_elementwise.c  unary, binary, variadic, compare, Where, Cast, ...
  *   k_movement.c  Reshape, Transpose, Concat, Split, Slice, Gather, Pad, ...
  *   k_quant.c     QuantizeLinear, DequantizeLinear
+ *   k_nchwc.c     ReorderToNCHWc, ReorderFromNCHWc, ConvNCHWc (blocked layout)
  */
 #ifndef KILN_INTERP_H
 #define KILN_INTERP_H

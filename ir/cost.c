@@ -37,6 +37,12 @@ int64_t kiln_node_flops(const kiln_node *n)
 	case KILN_OP_CONV:
 		/* W is [M, C/group, k...]: each output element is C/group*prod(k) MACs. */
 		return w ? 2 * kiln_type_numel(y) * dims_prod(w, 1) : 0;
+	case KILN_OP_CONV_NCHWC:
+		/* as the Conv it stands for: Y [N, cdiv(M,16), OH, OW, 16] holds
+		 * N*M*OH*OW real outputs (padding lanes are not work) */
+		return w && y->rank == 5 ? 2 * y->dims[0] * w->dims[0] * y->dims[2] * y->dims[3] *
+		                               dims_prod(w, 1)
+		                         : 0;
 	case KILN_OP_CONV_TRANSPOSE:
 		/* W is [C, M/group, k...]: each input element scatters M/group*prod(k) MACs. */
 		return w ? 2 * kiln_type_numel(x) * dims_prod(w, 1) : 0;
@@ -46,6 +52,13 @@ int64_t kiln_node_flops(const kiln_node *n)
 		return 2 * kiln_type_numel(y) * x->dims[kiln_node_int(n, "transA", 0) ? 0 : 1];
 	case KILN_OP_MATMUL:
 		return x->rank ? 2 * kiln_type_numel(y) * x->dims[x->rank - 1] : 0;
+	case KILN_OP_ATTENTION: {
+		/* Q K^T and P V, plus scale, mask, exp, sum and normalise per score */
+		if (x->rank != 4 || !w || w->rank != 4)
+			return 0;
+		int64_t scores = x->dims[0] * x->dims[1] * x->dims[2] * w->dims[2];
+		return 2 * scores * x->dims[3] + 2 * scores * y->dims[3] + 5 * scores;
+	}
 	case KILN_OP_BATCH_NORM:
 	case KILN_OP_LAYER_NORM:
 	case KILN_OP_SOFTMAX:

@@ -279,6 +279,10 @@ bool kiln_axis_norm(int64_t axis, int rank, int *out)
 
 /* ---- window geometry ------------------------------------------------- */
 
+/* Channels per block of the NCHWc layout (KK_NCHWC_BLOCK of the CPU
+ * kernels' kk_params_nchwc.h). */
+enum { NCHWC_BLOCK = 16 };
+
 /* floor(t / 2) for any sign (ConvTranspose pads may come out negative). */
 static int64_t floor_half(int64_t t)
 {
@@ -303,9 +307,34 @@ static kiln_status window_ints(const kiln_node *n, const char *name, int count, 
 	return KILN_OK;
 }
 
+/* The NCHW type [N, C, H, W] that input i, in the blocked layout
+ * [N, cdiv(C, 16), H, W, 16] of `channels` channels, holds. */
+static kiln_status nchwc_logical(const kiln_node *n, int i, int64_t channels, kiln_type *out,
+                                 kiln_diag *d)
+{
+	const kiln_type *t = in_type(n, i);
+	KILN_TRY(want_rank(n, i, 5, d));
+	if (channels < 1)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n,
+		                       "attribute 'channels' is %lld, expected at least 1",
+		                       (long long)channels);
+	if (t->dims[4] != NCHWC_BLOCK ||
+	    t->dims[1] != (channels + NCHWC_BLOCK - 1) / NCHWC_BLOCK)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n,
+		                       "input %d (%s) is not the blocked layout of %lld channels "
+		                       "[N, %lld, H, W, %d]",
+		                       i, TSTR(t), (long long)channels,
+		                       (long long)((channels + NCHWC_BLOCK - 1) / NCHWC_BLOCK),
+		                       NCHWC_BLOCK);
+	int64_t dims[4] = {t->dims[0], channels, t->dims[2], t->dims[3]};
+	*out = make_type(t->dtype, 4, dims);
+	return KILN_OK;
+}
+
 kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d)
 {
-	bool conv = n->op == KILN_OP_CONV, convt = n->op == KILN_OP_CONV_TRANSPOSE;
+	bool nchwc = n->op == KILN_OP_CONV_NCHWC;
+	bool conv = n->op == KILN_OP_CONV || nchwc, convt = n->op == KILN_OP_CONV_TRANSPOSE;
 	bool pool = n->op == KILN_OP_MAX_POOL || n->op == KILN_OP_AVERAGE_POOL;
 	if (!conv && !convt && !pool)
 		return kiln_diag_error(d, KILN_ERR_INTERNAL, n, "no window geometry for this op");
@@ -313,6 +342,11 @@ kiln_status kiln_window_resolve(const kiln_node *n, kiln_window *w, kiln_diag *d
 		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "missing input %d", has_in(n, 0) ? 1 : 0);
 	memset(w, 0, sizeof *w);
 	const kiln_type *x = in_type(n, 0);
+	kiln_type logical; /* ConvNCHWc: the NCHW input its blocked input holds */
+	if (nchwc) {
+		KILN_TRY(nchwc_logical(n, 0, kiln_node_int(n, "channels", 0), &logical, d));
+		x = &logical;
+	}
 	KILN_TRY(want_min_rank(n, 0, 3, d));
 	int ns = x->rank - 2;
 	w->nspatial = ns;
@@ -673,6 +707,53 @@ static kiln_status kiln_shape_matmul(kiln_node *n, kiln_diag *d)
 		t.dims[t.rank++] = pa.dims[pa.rank - 2];
 	if (b->rank != 1)
 		t.dims[t.rank++] = pb.dims[pb.rank - 1];
+	set_out(n, 0, &t);
+	return KILN_OK;
+}
+
+/* kiln's Attention: 4-D f32 Q [B,H,Sq,D], K [B,H,Skv,D], V [B,H,Skv,Dv],
+ * optional additive f32 mask broadcasting to [B,H,Sq,Skv]; Y [B,H,Sq,Dv].
+ * What the ONNX op has beyond that (3-D inputs, other dtypes, boolean
+ * masks, grouped KV heads, a KV cache, causal, softcap, the extra outputs'
+ * modes) is unsupported rather than malformed. */
+static kiln_status kiln_shape_attention(kiln_node *n, kiln_diag *d)
+{
+	static const char *const cache[] = {"past_key", "past_value", "nonpad_kv_seqlen"};
+	for (int i = 4; i < n->n_inputs; i++)
+		KILN_ENSURE(d, !has_in(n, i), KILN_ERR_UNSUPPORTED, n,
+		            "input %d (%s) is not supported", i, cache[i - 4]);
+	for (int i = 0; i < n->n_inputs && i < 4; i++) {
+		if (!has_in(n, i))
+			continue;
+		KILN_ENSURE(d, in_type(n, i)->dtype == KILN_DT_F32, KILN_ERR_UNSUPPORTED, n,
+		            "input %d has dtype %s; kiln's Attention takes f32", i,
+		            kiln_dtype_name(in_type(n, i)->dtype));
+		KILN_ENSURE(d, i == 3 || in_type(n, i)->rank == 4, KILN_ERR_UNSUPPORTED, n,
+		            "input %d has rank %d; kiln's Attention takes 4-D Q, K and V", i,
+		            in_type(n, i)->rank);
+	}
+	static const char *const unsupported[] = {"is_causal", "qk_matmul_output_mode"};
+	for (int i = 0; i < 2; i++)
+		KILN_ENSURE(d, kiln_node_int(n, unsupported[i], 0) == 0, KILN_ERR_UNSUPPORTED, n,
+		            "%s must be 0", unsupported[i]);
+	KILN_ENSURE(d, kiln_node_float(n, "softcap", 0.0f) == 0.0f, KILN_ERR_UNSUPPORTED, n,
+	            "softcap must be 0");
+	const kiln_type *q = in_type(n, 0), *k = in_type(n, 1), *v = in_type(n, 2);
+	KILN_ENSURE(d, k->dims[1] == q->dims[1] && v->dims[1] == q->dims[1], KILN_ERR_UNSUPPORTED,
+	            n, "Q has %lld heads, K %lld and V %lld; kiln's Attention takes equal counts",
+	            (long long)q->dims[1], (long long)k->dims[1], (long long)v->dims[1]);
+	bool ok = k->dims[0] == q->dims[0] && k->dims[3] == q->dims[3] && v->dims[0] == q->dims[0] &&
+	          v->dims[2] == k->dims[2];
+	if (!ok)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n,
+		                       "Q %s, K %s and V %s do not agree (expected [B,H,Sq,D], "
+		                       "[B,H,Skv,D], [B,H,Skv,Dv])",
+		                       TSTR(q), TSTR(k), TSTR(v));
+	kiln_type s = make_type(KILN_DT_F32, 4, (int64_t[]){q->dims[0], q->dims[1], q->dims[2], k->dims[2]});
+	if (has_in(n, 3) && !broadcasts_to(in_type(n, 3), &s))
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "mask %s does not broadcast to the scores %s",
+		                       TSTR(in_type(n, 3)), TSTR(&s));
+	kiln_type t = make_type(KILN_DT_F32, 4, (int64_t[]){q->dims[0], q->dims[1], q->dims[2], v->dims[3]});
 	set_out(n, 0, &t);
 	return KILN_OK;
 }
@@ -1493,6 +1574,68 @@ static kiln_status kiln_shape_dequantize(kiln_node *n, kiln_diag *d)
 		KILN_TRY(same_dtype(n, 2, 0, d));
 	kiln_type t = *x;
 	t.dtype = in_type(n, 1)->dtype;
+	set_out(n, 0, &t);
+	return KILN_OK;
+}
+
+/* ---- blocked channel layout (NCHWc) ------------------------------------ */
+
+static int64_t nchwc_blocks(int64_t channels)
+{
+	return (channels + NCHWC_BLOCK - 1) / NCHWC_BLOCK;
+}
+
+/* [N, C, H, W] f32 -> [N, cdiv(C, 16), H, W, 16] */
+static kiln_status kiln_shape_reorder_to_nchwc(kiln_node *n, kiln_diag *d)
+{
+	KILN_TRY(want_dtype(n, 0, in_type(n, 0)->dtype == KILN_DT_F32, "f32", d));
+	KILN_TRY(want_rank(n, 0, 4, d));
+	const kiln_type *x = in_type(n, 0);
+	if (x->dims[1] < 1)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "input 0 (%s) has no channels", TSTR(x));
+	int64_t dims[5] = {x->dims[0], nchwc_blocks(x->dims[1]), x->dims[2], x->dims[3],
+	                   NCHWC_BLOCK};
+	kiln_type t = make_type(KILN_DT_F32, 5, dims);
+	set_out(n, 0, &t);
+	return KILN_OK;
+}
+
+/* [N, cdiv(C, 16), H, W, 16] f32 -> [N, C, H, W], C the channels attribute */
+static kiln_status kiln_shape_reorder_from_nchwc(kiln_node *n, kiln_diag *d)
+{
+	KILN_TRY(want_dtype(n, 0, in_type(n, 0)->dtype == KILN_DT_F32, "f32", d));
+	if (!kiln_node_attr(n, "channels"))
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "attribute 'channels' is required");
+	kiln_type t;
+	KILN_TRY(nchwc_logical(n, 0, kiln_node_int(n, "channels", 0), &t, d));
+	set_out(n, 0, &t);
+	return KILN_OK;
+}
+
+/* The Conv of the NCHW input that blocked X holds, blocked: f32 X
+ * [N, cdiv(C, 16), H, W, 16], W [M, C/group, kh, kw], optional B [M] ->
+ * [N, cdiv(M, 16), OH, OW, 16]. Explicit pads (no auto_pad). */
+static kiln_status kiln_shape_conv_nchwc(kiln_node *n, kiln_diag *d)
+{
+	KILN_TRY(want_dtype(n, 0, in_type(n, 0)->dtype == KILN_DT_F32, "f32", d));
+	KILN_TRY(same_dtype(n, 1, 0, d));
+	if (!kiln_node_attr(n, "channels"))
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "attribute 'channels' is required");
+	kiln_window w;
+	KILN_TRY(kiln_window_resolve(n, &w, d));
+	if (w.nspatial != 2)
+		return kiln_diag_error(d, KILN_ERR_SHAPE, n, "%d spatial dims, expected 2", w.nspatial);
+	if (has_in(n, 2)) {
+		const kiln_type *b = in_type(n, 2);
+		KILN_TRY(same_dtype(n, 2, 0, d));
+		if (b->rank != 1 || b->dims[0] != w.out_c)
+			return kiln_diag_error(d, KILN_ERR_SHAPE, n,
+			                       "input 2 (%s) must be 1-D with %lld elements (the output "
+			                       "channels)",
+			                       TSTR(b), (long long)w.out_c);
+	}
+	int64_t dims[5] = {w.batch, nchwc_blocks(w.out_c), w.out[0], w.out[1], NCHWC_BLOCK};
+	kiln_type t = make_type(KILN_DT_F32, 5, dims);
 	set_out(n, 0, &t);
 	return KILN_OK;
 }

@@ -4,10 +4,12 @@
  *     [Add of a bias vector]  then  [Add of a residual of the same shape]
  *     then  [Relu | Clip(const lo, hi) | Gelu (Gemm and MatMul only)]
  *
- * (at least one of them) becomes one `fusion` node of kind "output". A bias
+ * (at least one of them) becomes one `fusion` node of kind "output"; a
+ * ConvNCHWc anchors one like a Conv. A bias
  * vector broadcasts along the product's channel: [M] on dim 1 of a Conv
  * without a bias of its own ([M,1,1] or [1,M,1,1]), [N] on the last dim of a
- * MatMul or a Gemm without C. Its body holds the original nodes; its inputs
+ * MatMul or a Gemm without C; a ConvNCHWc (blocked channels) takes none.
+ * Its body holds the original nodes; its inputs
  * are the product's inputs, the bias and the residual; Clip's bounds become
  * constants of the body. The backend runs it
  * as one kernel that adds the residual and applies the activation as the
@@ -54,6 +56,8 @@ static bool clip_const(const kiln_node *n)
 bool kiln_fusion_bias_ok(const kiln_node *p, const kiln_value *y, const kiln_value *b)
 {
 	const kiln_type *t = &b->type, *yt = &y->type;
+	if (p->op == KILN_OP_CONV_NCHWC)
+		return false; /* its channels are split over two dims */
 	if (t->dtype != KILN_DT_F32 || t->rank > yt->rank || yt->rank < 2)
 		return false;
 	int ch = p->op == KILN_OP_CONV ? 1 : yt->rank - 1; /* channel dim of y */
@@ -72,8 +76,9 @@ bool kiln_fusion_bias_ok(const kiln_node *p, const kiln_value *y, const kiln_val
 static bool match(const kiln_graph *g, kiln_node *p, group *gr)
 {
 	memset(gr, 0, sizeof *gr);
-	if ((p->op != KILN_OP_CONV && p->op != KILN_OP_GEMM && p->op != KILN_OP_MATMUL) ||
-	    p->n_outputs != 1 || !is_f32(p))
+	bool conv = p->op == KILN_OP_CONV || p->op == KILN_OP_CONV_NCHWC;
+	if ((!conv && p->op != KILN_OP_GEMM && p->op != KILN_OP_MATMUL) || p->n_outputs != 1 ||
+	    !is_f32(p))
 		return false;
 	gr->anchor = p;
 	kiln_value *cur = p->outputs[0];
@@ -99,7 +104,7 @@ static bool match(const kiln_graph *g, kiln_node *p, group *gr)
 	}
 	/* GELU (a transformer's MLP) on the GEMM products; convolutions take
 	 * Relu and Clip (the depthwise kernel's epilogue clamps) */
-	bool gelu = u && u->op == KILN_OP_GELU && p->op != KILN_OP_CONV;
+	bool gelu = u && u->op == KILN_OP_GELU && !conv;
 	if (u && is_f32(u) &&
 	    (u->op == KILN_OP_RELU || (u->op == KILN_OP_CLIP && clip_const(u)) || gelu))
 		gr->act = u;

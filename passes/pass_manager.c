@@ -23,12 +23,16 @@ static const pass_info pass_table[] = {
  * fusions see the graph's canonical form; dce last. fuse-reduction is not
  * in them yet: its kernel measured slower than the separate loop and
  * softmax/layer-norm kernels on the BERT-style encoder (docs/passes.md);
- * with --passes it goes after fuse-output and before fuse-loop. */
+ * with --passes it goes after fuse-output and before fuse-loop.
+ * layout-nchwc goes before fuse-output, so that the blocked convolutions
+ * anchor output fusions and fuse-loop fuses on the blocked tensors.
+ * fuse-attention goes before fuse-output and fuse-loop, which would take
+ * the score block's MatMul and its scale and mask Add apart. */
 static const char *const pipelines[4] = {
 	"",
 	"fold-constants,simplify,cse,fold-batchnorm,dce",
-	"fold-constants,simplify,cse,fuse-patterns,fold-batchnorm,fuse-output,fuse-loop,dce",
-	"fold-constants,simplify,cse,fuse-patterns,fold-batchnorm,fuse-output,fuse-loop,dce",
+	"fold-constants,simplify,cse,fuse-patterns,fuse-attention,fold-batchnorm,layout-nchwc,fuse-output,fuse-loop,dce",
+	"fold-constants,simplify,cse,fuse-patterns,fuse-attention,fold-batchnorm,layout-nchwc,fuse-output,fuse-loop,dce",
 };
 
 const char *kiln_pass_name(int i) { return i >= 0 && i < N_PASSES ? pass_table[i].name : NULL; }

@@ -9,7 +9,12 @@
  *   simplify.c         algebraic identities, transpose/reshape/cast chains
  *   cse.c              common subexpressions and equal constants merged
  *   fuse_patterns.c    LayerNorm, Gelu, Softmax from their decompositions
+ *   fuse_attention.c   the attention-score block (MatMul, scale, mask,
+ *                      Softmax, MatMul) as one Attention op
  *   fold_batchnorm.c   BatchNormalization folded into the Conv/Gemm before it
+ *   layout_nchwc.c     layout assignment: regions of depthwise/1x1 Convs and
+ *                      the elementwise ops between them in the blocked NCHWc
+ *                      layout, reorders at the borders
  *   fuse_output.c      output fusion: Conv/Gemm/MatMul + bias + residual Add
  *                      + Relu/Clip/Gelu as one `fusion` node of kind output
  *   fuse_reduction.c   reduction fusion: a last-axis Softmax, LogSoftmax or

@@ -109,6 +109,9 @@ kiln_status kiln_lower_reduce(const kiln_node *n, const kiln_cpu_target *t, kiln
                               kiln_diag *d);
 kiln_status kiln_lower_movement(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                 kiln_diag *d);
+/* Attention (lower_attention.c): kk_attention_f32. */
+kiln_status kiln_lower_attention(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
+                                 kiln_diag *d);
 /* Fusion nodes (lower.c dispatches on the kind). */
 kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                      kiln_diag *d);

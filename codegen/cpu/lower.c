@@ -89,6 +89,11 @@ static const kiln_lower_fn lowerings[KILN_OP_COUNT] = {
 	[KILN_OP_TILE] = kiln_lower_movement,
 	[KILN_OP_QUANTIZE_LINEAR] = kiln_lower_movement,
 	[KILN_OP_DEQUANTIZE_LINEAR] = kiln_lower_movement,
+
+	[KILN_OP_ATTENTION] = kiln_lower_attention,
+	[KILN_OP_REORDER_TO_NCHWC] = kiln_lower_movement,
+	[KILN_OP_REORDER_FROM_NCHWC] = kiln_lower_movement,
+	[KILN_OP_CONV_NCHWC] = kiln_lower_linalg,
 };
 
 void kiln_kcall_shape(kiln_kcall *c, const kiln_type *t)

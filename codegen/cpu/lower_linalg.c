@@ -7,9 +7,12 @@
  * scratch); constant operands (weights) are packed here into the
  * micro-kernel's panel layout and replace the input (c->repl), so the
  * kernel never packs them. Depthwise Conv and ConvTranspose have their own
- * kernels; other dtypes go to the generic kernels. */
+ * kernels; other dtypes go to the generic kernels. ConvNCHWc (the blocked
+ * layout) goes to kk_conv_nchwc_f32, its weights packed as
+ * kernels/kk_params_nchwc.h says. */
 #include "cpu.h"
 #include "kk_params_linalg.h"
+#include "kk_params_nchwc.h"
 #include "passes.h"
 
 #include <math.h>
@@ -719,6 +722,59 @@ static kiln_status lower_conv_transpose(const kiln_node *n, const kiln_cpu_targe
 	return KILN_OK;
 }
 
+/* ConvNCHWc on kk_conv_nchwc_f32 (kk_params_nchwc.h): the geometry of the
+ * Conv it stands for, the weights packed in the kernel's blocked layout. */
+static kiln_status lower_conv_nchwc(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	const kiln_value *xv = n->inputs[0], *wv = n->inputs[1], *bv = kiln_node_in(n, 2);
+	const kiln_type *xb = &xv->type, *yb = &n->outputs[0]->type, *wt = &wv->type;
+	KILN_ENSURE(d, xb->dtype == KILN_DT_F32 && xb->rank == 5 && yb->rank == 5 && wt->rank == 4,
+	            KILN_ERR_UNSUPPORTED, n,
+	            "the CPU backend runs ConvNCHWc on f32 blocked tensors and 2-D weights only");
+	/* the NCHW tensors X and Y hold */
+	kiln_type x = *xb, y = *yb;
+	x.rank = y.rank = 4;
+	x.dims[1] = kiln_node_int(n, "channels", 0);
+	y.dims[1] = wt->dims[0];
+	kiln_conv_geom g;
+	KILN_TRY(kiln_conv_geom_resolve(n, &x, wt, &y, bv ? kiln_type_numel(&bv->type) : -1, false,
+	                                &g, d));
+	bool dw = g.group == g.c && g.group == g.m && g.c > 1;
+	KILN_ENSURE(d, g.group == 1 || dw, KILN_ERR_UNSUPPORTED, n,
+	            "kk_conv_nchwc_f32 runs group 1 or depthwise convolutions, not group %lld "
+	            "with %lld input and %lld output channels",
+	            (long long)g.group, (long long)g.c, (long long)g.m);
+	const float *wc = const_f32(wv);
+	KILN_ENSURE(d, wc && (!bv || const_f32(bv)), KILN_ERR_UNSUPPORTED, n,
+	            "kk_conv_nchwc_f32 needs constant f32 weights and bias");
+	la_begin(c, KK_LA_DT_F32);
+	c->fn = "kk_conv_nchwc_f32";
+	for (int i = 0; i < 3; i++) {
+		c->ip[KK_LA_IN + i] = g.in[i];
+		c->ip[KK_LA_OUT + i] = g.out[i];
+		c->ip[KK_LA_KER + i] = g.k[i];
+		c->ip[KK_LA_STRIDE + i] = g.s[i];
+		c->ip[KK_LA_DIL + i] = g.dl[i];
+		c->ip[KK_LA_PAD + i] = g.pb[i];
+	}
+	c->ip[KK_LA_CONV_N] = g.n;
+	c->ip[KK_LA_CONV_C] = g.c;
+	c->ip[KK_LA_CONV_M] = g.m;
+	c->ip[KK_LA_CONV_GROUP] = g.group;
+	c->ip[KK_LA_T_A] = 0;
+	c->ip[KK_LA_T_B] = 1;
+	c->ip[KK_LA_T_BIAS] = bv ? 2 : -1;
+	c->ip[KK_LA_T_Y] = n->n_inputs;
+	int64_t floats = kk_nchwc_packed_floats(g.m, g.c, g.group, g.ks);
+	float *packed = kiln_arena_alloc(c->arena, (size_t)floats * sizeof *packed);
+	if (!packed)
+		return kiln_diag_error(d, KILN_ERR_OOM, n, "out of memory packing weights");
+	kk_nchwc_pack(wc, g.m, g.c, g.group, g.ks, packed);
+	c->repl[1] = packed;
+	c->repl_bytes[1] = floats * (int64_t)sizeof *packed;
+	return KILN_OK;
+}
+
 kiln_status kiln_lower_linalg(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                               kiln_diag *d)
 {
@@ -727,6 +783,7 @@ kiln_status kiln_lower_linalg(const kiln_node *n, const kiln_cpu_target *t, kiln
 	case KILN_OP_MATMUL: return lower_matmul(n, t, c, d);
 	case KILN_OP_CONV: return lower_conv(n, t, c, d);
 	case KILN_OP_CONV_TRANSPOSE: return lower_conv_transpose(n, t, c, d);
+	case KILN_OP_CONV_NCHWC: return lower_conv_nchwc(n, c, d);
 	default:
 		return kiln_diag_error(d, KILN_ERR_INTERNAL, n, "%s is not a linalg op",
 		                       kiln_op_name(n->op));
@@ -757,10 +814,11 @@ static double clip_bound(const kiln_node *clip, int i, double dflt)
 	return v ? kiln_const_get_f64(v, 0) : dflt;
 }
 
-/* A fusion node of kind output: body = product (Conv, Gemm or MatMul),
- * then an optional Add of a bias vector along the output channel, then an
- * optional Add of a residual with the product's shape, then an optional Relu
- * or Clip with constant bounds (what passes/fuse_output.c makes). The product is lowered as if it were the node, on the fusion
+/* A fusion node of kind output: body = product (Conv, ConvNCHWc, Gemm or
+ * MatMul), then an optional Add of a bias vector along the output channel,
+ * then an optional Add of a residual with the product's shape, then an
+ * optional Relu or Clip with constant bounds (what passes/fuse_output.c
+ * makes). The product is lowered as if it were the node, on the fusion
  * node's operands; the residual and the activation go into the kernel's
  * epilogue (KK_LA_T_RES, KK_LA_ACT). */
 kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
@@ -769,7 +827,8 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 	const kiln_graph *b = n->body;
 	const kiln_node *p = b->n_nodes ? b->nodes[0] : NULL, *add = NULL, *act = NULL;
 	int i = 1;
-	bool ok = p && (p->op == KILN_OP_CONV || p->op == KILN_OP_GEMM || p->op == KILN_OP_MATMUL) &&
+	bool conv = p && (p->op == KILN_OP_CONV || p->op == KILN_OP_CONV_NCHWC);
+	bool ok = p && (conv || p->op == KILN_OP_GEMM || p->op == KILN_OP_MATMUL) &&
 	          p->n_inputs <= 3 && n->n_outputs == 1 && b->n_outputs == 1;
 	for (int j = 0; ok && j < p->n_inputs; j++)
 		ok = !p->inputs[j] || operand_of(b, p->inputs[j]);
@@ -793,7 +852,7 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 	}
 	if (ok && i < b->n_nodes &&
 	    (b->nodes[i]->op == KILN_OP_RELU || b->nodes[i]->op == KILN_OP_CLIP ||
-	     (b->nodes[i]->op == KILN_OP_GELU && p->op != KILN_OP_CONV))) {
+	     (b->nodes[i]->op == KILN_OP_GELU && !conv))) {
 		act = b->nodes[i++];
 		ok = act->inputs[0] == cur;
 		for (int j = 1; ok && j < act->n_inputs; j++)
@@ -805,10 +864,10 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 	ok = ok && i == b->n_nodes && b->outputs[0] == cur && cur->type.dtype == KILN_DT_F32;
 	if (!ok)
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n,
-		                       "the CPU backend lowers an output fusion of an f32 Conv, Gemm or "
-		                       "MatMul followed by an optional bias Add, an optional residual "
-		                       "Add and an optional Relu, Clip or (not after a Conv) Gelu; this "
-		                       "body is not one");
+		                       "the CPU backend lowers an output fusion of an f32 Conv, "
+		                       "ConvNCHWc, Gemm or MatMul followed by an optional bias Add, an "
+		                       "optional residual Add and an optional Relu, Clip or (not after "
+		                       "a Conv) Gelu; this body is not one");
 	/* the product as a node of the outer graph: the fusion's operands and output */
 	kiln_value *in[3] = {0};
 	int map[3];
@@ -827,7 +886,7 @@ kiln_status kiln_lower_fusion_output(const kiln_node *n, const kiln_cpu_target *
 	own.host_gemm = false;
 	KILN_TRY(kiln_lower_linalg(&view, &own, c, d));
 	if (strncmp(c->fn, "kk_gemm_f32", 12) && strncmp(c->fn, "kk_conv_f32", 12) &&
-	    strncmp(c->fn, "kk_conv_dw_f32", 15))
+	    strncmp(c->fn, "kk_conv_dw_f32", 15) && strncmp(c->fn, "kk_conv_nchwc_f32", 18))
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "%s has no fused epilogue", c->fn);
 	/* slots: the product's inputs -> the fusion's, then output and scratch */
 	static const int fields[] = {KK_LA_T_A, KK_LA_T_B, KK_LA_T_C, KK_LA_T_BIAS, KK_LA_T_Y,

@@ -2,7 +2,8 @@
  * copies (Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout),
  * strided views (Transpose, Slice, Expand, Tile), Concat, Split, Gather,
  * Pad, Resize, Shape, ConstantOfShape, Range, QuantizeLinear and
- * DequantizeLinear, onto the kernels of kernels/kk_movement.c.
+ * DequantizeLinear, onto the kernels of kernels/kk_movement.c; the
+ * NCHWc reorders onto kernels/kk_nchwc.c's.
  *
  * Everything that depends only on shapes and constants is resolved here:
  * views are collapsed to their fewest dims, Slice bounds clamped, Pad's
@@ -12,6 +13,7 @@
 #include "cpu.h"
 #include "kk_dtype.h"
 #include "kk_params_movement.h"
+#include "kk_params_nchwc.h"
 
 #include <string.h>
 
@@ -764,6 +766,24 @@ static kiln_status lower_dequantize(const kiln_node *n, kiln_kcall *c, kiln_diag
 	return lower_quant(n, c, d);
 }
 
+/* ReorderToNCHWc / ReorderFromNCHWc: the NCHW side's N, C and H*W. */
+static kiln_status lower_reorder_nchwc(const kiln_node *n, kiln_kcall *c, kiln_diag *d)
+{
+	bool to = n->op == KILN_OP_REORDER_TO_NCHWC;
+	const kiln_type *x = to ? in_type(n, 0) : out_type(n, 0);
+	KILN_ENSURE(d, x->dtype == KILN_DT_F32 && x->rank == 4, KILN_ERR_UNSUPPORTED, n,
+	            "the CPU backend reorders f32 rank-4 tensors only, not %s",
+	            kiln_type_str(x, (char[64]){0}, 64));
+	c->fn = to ? "kk_to_nchwc_f32" : "kk_from_nchwc_f32";
+	c->n_ip = KK_NB_COUNT;
+	c->ip[KK_NB_N] = x->dims[0];
+	c->ip[KK_NB_C] = x->dims[1];
+	c->ip[KK_NB_HW] = x->dims[2] * x->dims[3];
+	c->ip[KK_NB_T_X] = 0;
+	c->ip[KK_NB_T_Y] = out_t(n, 0);
+	return KILN_OK;
+}
+
 kiln_status kiln_lower_movement(const kiln_node *n, const kiln_cpu_target *t, kiln_kcall *c,
                                 kiln_diag *d)
 {
@@ -793,6 +813,8 @@ kiln_status kiln_lower_movement(const kiln_node *n, const kiln_cpu_target *t, ki
 	case KILN_OP_RANGE: return lower_range(n, c, d);
 	case KILN_OP_QUANTIZE_LINEAR: return lower_quantize(n, c, d);
 	case KILN_OP_DEQUANTIZE_LINEAR: return lower_dequantize(n, c, d);
+	case KILN_OP_REORDER_TO_NCHWC:
+	case KILN_OP_REORDER_FROM_NCHWC: return lower_reorder_nchwc(n, c, d);
 	default:
 		return kiln_diag_error(d, KILN_ERR_UNSUPPORTED, n, "%s is not a movement op",
 		                       kiln_op_name(n->op));

@@ -775,10 +775,13 @@ static kiln_status emit_op(kiln_onnx_ctx *c, const kiln_onnx_node *on, kiln_op o
 }
 
 /* The op of an ONNX op_type: a row of ops.def, but never one of kiln's own
- * (fusion), which a model naming it gets refused like any unknown op. */
+ * (fusion, the NCHWc layout ops), which a model naming it gets refused like
+ * any unknown op. */
 static bool onnx_op_lookup(const char *op_type, kiln_op *op)
 {
-	return kiln_op_lookup(op_type, op) && *op != KILN_OP_FUSION;
+	return kiln_op_lookup(op_type, op) && *op != KILN_OP_FUSION &&
+	       *op != KILN_OP_REORDER_TO_NCHWC && *op != KILN_OP_REORDER_FROM_NCHWC &&
+	       *op != KILN_OP_CONV_NCHWC;
 }
 
 kiln_status kiln_onnx_emit(kiln_onnx_ctx *c, const kiln_onnx_node *on)

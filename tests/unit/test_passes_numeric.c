@@ -1,14 +1,16 @@
 /* test_passes_numeric.c — the graph passes that rewrite arithmetic
- * (fold-constants, cse, simplify, fuse-patterns), checked numerically.
+ * (fold-constants, cse, simplify, fuse-patterns, fuse-attention), checked
+ * numerically.
  *
  * Each case is a textual-IR graph. A copy goes through the named passes
  * with the verifier after each; the test checks what the passes made (how
  * many nodes are left, how many of one op) and then runs the original and
  * the optimised graph in the interpreter on the same random inputs:
  *   - fold-constants, cse and simplify must give bit-identical outputs;
- *   - fuse-patterns may differ by f32 rounding (|a - b| <= 1e-6 + 1e-5 |a|:
- *     the fused kernels accumulate in another order, and 1 + erf(x) of the
- *     decomposed GELU loses digits for negative x).
+ *   - fuse-patterns and fuse-attention may differ by f32 rounding
+ *     (|a - b| <= 1e-6 + 1e-5 |a|: the fused kernels accumulate in another
+ *     order, and 1 + erf(x) of the decomposed GELU loses digits for
+ *     negative x).
  * Graph output names must survive every pass. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -430,6 +432,59 @@ static void test_softmax(void **state)
 	RUN(cases);
 }
 
+/* ---- fuse-attention ---- */
+
+static void test_attention(void **state)
+{
+	(void)state;
+	static const pcase cases[] = {
+		/* BERT's form: K^T from the head split X [B,S,H,D], Div, mask */
+		{"attention", "fuse-attention,dce",
+		 "graph @g opset 17 {\n"
+		 "  input %q : f32[2,3,5,16]\n"
+		 "  input %x : f32[2,9,3,16]\n"
+		 "  input %v : f32[2,3,9,8]\n"
+		 "  input %mask : f32[2,1,1,9]\n"
+		 "  const %sqrtd : f32[] = dense<4.0>\n"
+		 "  %kt : f32[2,3,16,9] = Transpose @kt (%x) {perm = [0, 2, 3, 1]}\n"
+		 "  %s : f32[2,3,5,9] = MatMul @qk (%q, %kt)\n"
+		 "  %sd : f32[2,3,5,9] = Div @div (%s, %sqrtd)\n"
+		 "  %sm : f32[2,3,5,9] = Add @add (%sd, %mask)\n"
+		 "  %p : f32[2,3,5,9] = Softmax @softmax (%sm) {axis = -1}\n"
+		 "  %y : f32[2,3,5,8] = MatMul @pv (%p, %v)\n"
+		 "  output %y\n}\n",
+		 2, KILN_OP_ATTENTION, 1, false},
+		/* K^T of K [B,H,S,D], Mul by 0.3 (not a power of two), no mask */
+		{"attention mul", "fuse-attention,dce",
+		 "graph @g opset 17 {\n"
+		 "  input %q : f32[1,2,17,3]\n"
+		 "  input %k : f32[1,2,6,3]\n"
+		 "  input %v : f32[1,2,6,5]\n"
+		 "  const %c : f32[] = dense<0.3>\n"
+		 "  %kt : f32[1,2,3,6] = Transpose @kt (%k) {perm = [0, 1, 3, 2]}\n"
+		 "  %s : f32[1,2,17,6] = MatMul @qk (%q, %kt)\n"
+		 "  %sd : f32[1,2,17,6] = Mul @mul (%c, %s)\n"
+		 "  %p : f32[1,2,17,6] = Softmax @softmax (%sd) {axis = 3}\n"
+		 "  %y : f32[1,2,17,5] = MatMul @pv (%p, %v)\n"
+		 "  output %y\n}\n",
+		 1, KILN_OP_ATTENTION, 1, false},
+		/* the scores also an output: left alone */
+		{"attention shared", "fuse-attention,dce",
+		 "graph @g opset 17 {\n"
+		 "  input %q : f32[1,2,4,3]\n"
+		 "  input %k : f32[1,2,6,3]\n"
+		 "  input %v : f32[1,2,6,5]\n"
+		 "  %kt : f32[1,2,3,6] = Transpose @kt (%k) {perm = [0, 1, 3, 2]}\n"
+		 "  %s : f32[1,2,4,6] = MatMul @qk (%q, %kt)\n"
+		 "  %p : f32[1,2,4,6] = Softmax @softmax (%s) {axis = -1}\n"
+		 "  %y : f32[1,2,4,5] = MatMul @pv (%p, %v)\n"
+		 "  output %y\n"
+		 "  output %s\n}\n",
+		 4, KILN_OP_ATTENTION, 0, true},
+	};
+	RUN(cases);
+}
+
 /* All four in the -O2 order on a small encoder block: attention softmax,
  * LayerNorm, GELU; the result matches and holds the fused ops. */
 static void test_pipeline(void **state)
@@ -481,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_layer_norm),
 		cmocka_unit_test(test_gelu),
 		cmocka_unit_test(test_softmax),
+		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_pipeline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

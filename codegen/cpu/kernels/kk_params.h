@@ -10,6 +10,7 @@
 #include "kk_params_elementwise.h"
 #include "kk_params_reduce.h"
 #include "kk_params_movement.h"
+#include "kk_params_attention.h"
 #include "kk_params_nchwc.h"
 
 #endif
