@@ -31,7 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_ort  # noqa: E402
 
 MODELS = ["resnet18", "mobilenetv2", "bert", "mlp"]
-TARGET_RATIO = 1.2      # kiln / onnxruntime at -O2, per model and thread count
+# kiln / onnxruntime at -O2, per model and thread count: the CPU backend's
+# target, then the optimisation passes' (fusion, layout) stricter one
+TARGET_RATIOS = (1.2, 0.9)
 TARGET_PEAK_PCT = 70.0  # kiln GEMM, single-threaded, square sizes >= 512
 TARGET_COMPILE_S = 3.0  # ResNet-18
 
@@ -194,12 +196,15 @@ def acceptance(compiled, rows, gemm):
         lines.append(f"- GEMM >= {TARGET_PEAK_PCT:.0f}% of peak, 1 thread, sizes >= 512: "
                      f"{verdict(min(pcts) >= TARGET_PEAK_PCT)} (lowest {min(pcts):.1f}%)")
     ratios = [r["ratio"] for r in rows]
-    if ratios:
-        known = [x for x in ratios if x is not None]
-        ok = len(known) == len(ratios) and max(known) <= TARGET_RATIO
+    known = [x for x in ratios if x is not None]
+    for target in TARGET_RATIOS if ratios else ():
+        ok = len(known) == len(ratios) and max(known) <= target
         worst = f"worst {max(known):.2f}" if known else "no kiln timings"
-        lines.append(f"- kiln/onnxruntime <= {TARGET_RATIO} for every model and thread count: "
-                     f"{verdict(ok)} ({worst})")
+        over = [f"{r['model']} {r['threads']}T {r['ratio']:.2f}" for r in rows
+                if r["ratio"] is not None and r["ratio"] > target]
+        lines.append(f"- kiln/onnxruntime <= {target} for every model and thread count: "
+                     f"{verdict(ok)} ({worst}" + (f"; above: {', '.join(over)}" if over and not ok
+                                                   else "") + ")")
     rn = compiled.get("resnet18")
     if rn:
         ok = rn["ok"] and rn["seconds"] < TARGET_COMPILE_S
