@@ -545,6 +545,25 @@ static void test_unsupported_ops_listed_once(void **state)
 	(void)state;
 }
 
+/* kiln's own ops (fusion, the NCHWc layout ops) are made by passes, never
+ * read from a model: an ONNX node naming one is an unknown op. */
+static void test_own_ops_refused(void **state)
+{
+	model *mo = model_new(17);
+	input(mo, "x", 1, 1, d4);
+	node(mo, "ReorderToNCHWc", "to", "x", "a");
+	node(mo, "ConvNCHWc", "conv", "a", "b");
+	node(mo, "fusion", "f", "b", "c");
+	output(mo, "c", 1);
+	expect_error(mo, NULL, KILN_ERR_UNSUPPORTED,
+	             "model.onnx: 3 unsupported operators:\n"
+	             "  ReorderToNCHWc (domain 'ai.onnx', opset 17): 1 node, first 'to'\n"
+	             "  ConvNCHWc (domain 'ai.onnx', opset 17): 1 node, first 'conv'\n"
+	             "  fusion (domain 'ai.onnx', opset 17): 1 node, first 'f'");
+	model_free(mo);
+	(void)state;
+}
+
 static void test_undefined_input_and_cycles(void **state)
 {
 	model *mo = model_new(17);
@@ -902,6 +921,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_and_wrong_field_type),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_unsupported_ops_listed_once),
+		cmocka_unit_test(test_own_ops_refused),
 		cmocka_unit_test(test_undefined_input_and_cycles),
 		cmocka_unit_test(test_pins),
 		cmocka_unit_test(test_opset_range),
